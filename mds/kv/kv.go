@@ -1,0 +1,59 @@
+// Package kv is the narrow transactional key-value interface the MDS keeps
+// all metadata in, with two engines: embedded (badger v4 in a local
+// directory; the single-node default) and tikv (client-go against a TiKV
+// cluster; production). Namespace code in package mds sees only this package.
+//
+// Keys and values are opaque bytes; keys sort bytewise. Transactions are
+// snapshot-isolated and optimistic: a write-write conflict at commit fails
+// the transaction with ErrConflict, and DB.Update retries it with backoff.
+package kv
+
+import (
+	"context"
+	"errors"
+)
+
+// Errors.
+var (
+	// ErrConflict means the transaction lost a write conflict and may be retried.
+	ErrConflict = errors.New("kv: transaction conflict")
+	// ErrTooLarge means the transaction exceeds the engine's size limits.
+	ErrTooLarge = errors.New("kv: transaction too large")
+	// ErrBadURL means the store URL names no known engine.
+	ErrBadURL = errors.New("kv: store URL must be embedded:DIR or tikv://PD[,PD...]")
+)
+
+// Txn is what transaction bodies see.
+type Txn interface {
+	// Get returns the value of key, or nil and no error if it is absent.
+	Get(ctx context.Context, key []byte) ([]byte, error)
+	// Scan calls fn for keys in [start, end) in ascending order, at most
+	// limit of them (limit <= 0: no limit), until fn returns false. The key
+	// and value slices are valid only during the call.
+	Scan(ctx context.Context, start, end []byte, limit int, fn func(key, value []byte) bool) error
+	// Set writes key = value in this transaction.
+	Set(key, value []byte) error
+	// Delete removes key in this transaction.
+	Delete(key []byte) error
+}
+
+// Tx is an engine transaction: a Txn that can be committed or discarded.
+type Tx interface {
+	Txn
+	// Commit makes the writes durable according to the engine's sync
+	// policy, or fails with ErrConflict.
+	Commit(ctx context.Context) error
+	// Rollback discards the transaction; safe after Commit.
+	Rollback()
+}
+
+// Engine is one KV engine.
+type Engine interface {
+	// Begin starts a transaction; update says whether it may write.
+	Begin(ctx context.Context, update bool) (Tx, error)
+	// Sync makes every committed transaction durable (for fsync from a
+	// client when the sync policy is lazy).
+	Sync(ctx context.Context) error
+	// Close releases the engine.
+	Close() error
+}

@@ -1,0 +1,50 @@
+package proto
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"time"
+)
+
+// Capability errors.
+var (
+	ErrCapInvalid = errors.New("proto: capability signature invalid")
+	ErrCapExpired = errors.New("proto: capability expired")
+	ErrCapRights  = errors.New("proto: capability does not grant this access")
+)
+
+// SignCapability issues a capability for ino with rights until expiry,
+// signed with the cluster secret.
+func SignCapability(secret []byte, ino uint64, rights uint8, expiry time.Time) Capability {
+	c := Capability{Ino: ino, Rights: rights, Expiry: expiry.UnixNano()}
+	c.MAC = c.mac(secret)
+	return c
+}
+
+func (c *Capability) mac(secret []byte) []byte {
+	var buf [17]byte
+	binary.BigEndian.PutUint64(buf[0:8], c.Ino)
+	buf[8] = c.Rights
+	binary.BigEndian.PutUint64(buf[9:17], uint64(c.Expiry))
+	h := hmac.New(sha256.New, secret)
+	h.Write([]byte("strata-cap-v1"))
+	h.Write(buf[:])
+	return h.Sum(nil)
+}
+
+// Verify checks the signature, the expiry against now and that the
+// capability grants want (RightRead and/or RightWrite) for ino.
+func (c *Capability) Verify(secret []byte, ino uint64, want uint8, now time.Time) error {
+	if c.Ino != ino || !hmac.Equal(c.MAC, c.mac(secret)) {
+		return ErrCapInvalid
+	}
+	if now.UnixNano() > c.Expiry {
+		return ErrCapExpired
+	}
+	if c.Rights&want != want {
+		return ErrCapRights
+	}
+	return nil
+}

@@ -1,0 +1,162 @@
+package proto
+
+import "github.com/stratafs/strata/layout"
+
+// OpenReq opens an existing regular file. O_TRUNC truncates it (with
+// permission checks) as part of the open.
+type OpenReq struct {
+	Cred    Cred   `msgpack:"C"`
+	Session uint64 `msgpack:"S"`
+	Ino     uint64 `msgpack:"i"`
+	Flags   uint32 `msgpack:"f"`
+}
+
+// OpenResp describes an open file: its handle at the MDS, attributes,
+// layout and a capability for its objects.
+type OpenResp struct {
+	Handle uint64        `msgpack:"h"`
+	Attr   Attr          `msgpack:"a"`
+	Layout layout.Layout `msgpack:"l"`
+	Cap    Capability    `msgpack:"c"`
+}
+
+// CloseReq releases an open handle. If the client wrote through the handle,
+// Wrote is set, Size is the largest end offset it wrote (merged as a maximum
+// with the MDS size) and Mtime the time of its last write.
+type CloseReq struct {
+	Session uint64 `msgpack:"S"`
+	Ino     uint64 `msgpack:"i"`
+	Handle  uint64 `msgpack:"h"`
+	Wrote   bool   `msgpack:"w"`
+	Size    uint64 `msgpack:"s"`
+	Mtime   int64  `msgpack:"M"`
+}
+
+// SetSizeReq reports written data without closing (fsync, flush, strict
+// mode extending writes). Size merges as a maximum. Sync asks the MDS to make
+// its metadata durable before replying (fsync).
+type SetSizeReq struct {
+	Ino    uint64 `msgpack:"i"`
+	Handle uint64 `msgpack:"h"`
+	Size   uint64 `msgpack:"s"`
+	Mtime  int64  `msgpack:"M"`
+	Sync   bool   `msgpack:"y"`
+}
+
+// GetCapReq asks for a fresh capability for an open handle.
+type GetCapReq struct {
+	Session uint64 `msgpack:"S"`
+	Ino     uint64 `msgpack:"i"`
+	Handle  uint64 `msgpack:"h"`
+}
+
+// GetCapResp carries a capability.
+type GetCapResp struct {
+	Cap Capability `msgpack:"c"`
+}
+
+// GetxattrReq reads one extended attribute.
+type GetxattrReq struct {
+	Cred Cred   `msgpack:"C"`
+	Ino  uint64 `msgpack:"i"`
+	Name string `msgpack:"n"`
+}
+
+// GetxattrResp carries an xattr value.
+type GetxattrResp struct {
+	Value []byte `msgpack:"v"`
+}
+
+// Setxattr flags, as setxattr(2).
+const (
+	XattrCreate  uint32 = 1
+	XattrReplace uint32 = 2
+)
+
+// SetxattrReq writes one extended attribute.
+type SetxattrReq struct {
+	Cred  Cred   `msgpack:"C"`
+	Ino   uint64 `msgpack:"i"`
+	Name  string `msgpack:"n"`
+	Value []byte `msgpack:"v"`
+	Flags uint32 `msgpack:"f"`
+}
+
+// ListxattrReq lists xattr names.
+type ListxattrReq struct {
+	Cred Cred   `msgpack:"C"`
+	Ino  uint64 `msgpack:"i"`
+}
+
+// ListxattrResp carries xattr names.
+type ListxattrResp struct {
+	Names []string `msgpack:"n"`
+}
+
+// RemovexattrReq removes one extended attribute.
+type RemovexattrReq struct {
+	Cred Cred   `msgpack:"C"`
+	Ino  uint64 `msgpack:"i"`
+	Name string `msgpack:"n"`
+}
+
+// GetLayoutReq reads a file's layout or a directory's default layout.
+type GetLayoutReq struct {
+	Ino uint64 `msgpack:"i"`
+}
+
+// GetLayoutResp carries a file's layout (Layout) or, for a directory, its
+// default (Spec; empty Components if the directory has none of its own).
+type GetLayoutResp struct {
+	IsDir  bool          `msgpack:"d"`
+	Layout layout.Layout `msgpack:"l"`
+	Spec   layout.Spec   `msgpack:"s"`
+}
+
+// SetLayoutReq sets a directory's default layout, or replaces the layout of
+// a regular file that has never held data (setstripe on a new file). An empty
+// Spec on a directory removes its default.
+type SetLayoutReq struct {
+	Cred Cred        `msgpack:"C"`
+	Ino  uint64      `msgpack:"i"`
+	Spec layout.Spec `msgpack:"s"`
+}
+
+// Lock types.
+const (
+	LockRead   uint8 = 0 // F_RDLCK
+	LockWrite  uint8 = 1 // F_WRLCK
+	LockUnlock uint8 = 2 // F_UNLCK
+)
+
+// LockReq acquires (OpLock), tests (OpGetLk) or releases byte-range or
+// flock locks. Owner identifies the lock owner on the client (the kernel's
+// lock owner); Session the client. End is inclusive; -1 means to EOF.
+type LockReq struct {
+	Session uint64 `msgpack:"S"`
+	Ino     uint64 `msgpack:"i"`
+	Owner   uint64 `msgpack:"o"`
+	Pid     uint32 `msgpack:"p"`
+	Type    uint8  `msgpack:"t"`
+	Start   int64  `msgpack:"s"`
+	End     int64  `msgpack:"e"`
+	Flock   bool   `msgpack:"f"` // flock(2) rather than fcntl
+	Wait    bool   `msgpack:"w"` // F_SETLKW: block until granted (the caller may cancel)
+}
+
+// LockResp returns, for OpGetLk, the conflicting lock (Type LockUnlock if none).
+type LockResp struct {
+	Type  uint8  `msgpack:"t"`
+	Start int64  `msgpack:"s"`
+	End   int64  `msgpack:"e"`
+	Pid   uint32 `msgpack:"p"`
+}
+
+// UnlockReq releases every lock of an owner on an inode (close), or of a
+// whole session when Ino is 0.
+type UnlockReq struct {
+	Session uint64 `msgpack:"S"`
+	Ino     uint64 `msgpack:"i"`
+	Owner   uint64 `msgpack:"o"`
+	Flock   bool   `msgpack:"f"`
+}

@@ -1,0 +1,175 @@
+package proto
+
+import "github.com/stratafs/strata/layout"
+
+// Setattr valid bits (SetattrReq.Valid).
+const (
+	SetMode     uint32 = 1 << 0
+	SetUid      uint32 = 1 << 1
+	SetGid      uint32 = 1 << 2
+	SetSize     uint32 = 1 << 3
+	SetAtime    uint32 = 1 << 4
+	SetMtime    uint32 = 1 << 5
+	SetAtimeNow uint32 = 1 << 6
+	SetMtimeNow uint32 = 1 << 7
+	SetCtime    uint32 = 1 << 8
+)
+
+// Rename flags, as renameat2(2).
+const (
+	RenameNoReplace uint32 = 1 << 0
+	RenameExchange  uint32 = 1 << 1
+)
+
+// Open flags travel as the Linux O_* values (syscall.O_RDONLY, O_WRONLY,
+// O_RDWR, O_TRUNC, O_APPEND, O_EXCL, ...).
+
+// LookupReq looks a name up in a directory.
+type LookupReq struct {
+	Cred   Cred   `msgpack:"C"`
+	Parent uint64 `msgpack:"p"`
+	Name   string `msgpack:"n"`
+}
+
+// EntryResp is the reply to operations that yield a directory entry.
+type EntryResp struct {
+	Attr Attr `msgpack:"a"`
+}
+
+// GetattrReq asks for an inode's attributes.
+type GetattrReq struct {
+	Ino uint64 `msgpack:"i"`
+}
+
+// AttrResp carries attributes.
+type AttrResp struct {
+	Attr Attr `msgpack:"a"`
+}
+
+// SetattrReq changes attributes; Valid says which fields count. A size
+// change truncates the file's objects before the reply.
+type SetattrReq struct {
+	Cred   Cred   `msgpack:"C"`
+	Ino    uint64 `msgpack:"i"`
+	Handle uint64 `msgpack:"h,omitempty"` // open handle, for ftruncate on a handle opened for writing
+	Valid  uint32 `msgpack:"v"`
+	Mode   uint32 `msgpack:"m"`
+	Uid    uint32 `msgpack:"u"`
+	Gid    uint32 `msgpack:"g"`
+	Size   uint64 `msgpack:"s"`
+	Atime  int64  `msgpack:"a"`
+	Mtime  int64  `msgpack:"M"`
+	Ctime  int64  `msgpack:"c"`
+}
+
+// CreateReq creates a regular file and opens it. Layout, if non-empty,
+// overrides the inherited default (setstripe on a new file).
+type CreateReq struct {
+	Cred    Cred        `msgpack:"C"`
+	Session uint64      `msgpack:"S"`
+	Parent  uint64      `msgpack:"p"`
+	Name    string      `msgpack:"n"`
+	Mode    uint32      `msgpack:"m"` // permission bits (umask already applied)
+	Flags   uint32      `msgpack:"f"` // O_* flags
+	Layout  layout.Spec `msgpack:"l,omitempty"`
+}
+
+// MkdirReq creates a directory. MDT = -1 lets the MDS choose.
+type MkdirReq struct {
+	Cred   Cred   `msgpack:"C"`
+	Parent uint64 `msgpack:"p"`
+	Name   string `msgpack:"n"`
+	Mode   uint32 `msgpack:"m"`
+	MDT    int32  `msgpack:"t"`
+}
+
+// MknodReq creates a special file (FIFO, socket, device) or an empty regular file.
+type MknodReq struct {
+	Cred   Cred   `msgpack:"C"`
+	Parent uint64 `msgpack:"p"`
+	Name   string `msgpack:"n"`
+	Mode   uint32 `msgpack:"m"` // type | permissions
+	Rdev   uint32 `msgpack:"r"`
+}
+
+// SymlinkReq creates a symbolic link.
+type SymlinkReq struct {
+	Cred   Cred   `msgpack:"C"`
+	Parent uint64 `msgpack:"p"`
+	Name   string `msgpack:"n"`
+	Target string `msgpack:"t"`
+}
+
+// ReadlinkReq reads a symbolic link.
+type ReadlinkReq struct {
+	Ino uint64 `msgpack:"i"`
+}
+
+// ReadlinkResp carries a link target.
+type ReadlinkResp struct {
+	Target string `msgpack:"t"`
+}
+
+// LinkReq makes a hard link to Ino named Name in NewParent.
+type LinkReq struct {
+	Cred      Cred   `msgpack:"C"`
+	Ino       uint64 `msgpack:"i"`
+	NewParent uint64 `msgpack:"p"`
+	Name      string `msgpack:"n"`
+}
+
+// UnlinkReq removes a non-directory entry.
+type UnlinkReq struct {
+	Cred   Cred   `msgpack:"C"`
+	Parent uint64 `msgpack:"p"`
+	Name   string `msgpack:"n"`
+}
+
+// RmdirReq removes an empty directory.
+type RmdirReq struct {
+	Cred   Cred   `msgpack:"C"`
+	Parent uint64 `msgpack:"p"`
+	Name   string `msgpack:"n"`
+}
+
+// RenameReq renames Parent/Name to NewParent/NewName, atomically.
+type RenameReq struct {
+	Cred      Cred   `msgpack:"C"`
+	Parent    uint64 `msgpack:"p"`
+	Name      string `msgpack:"n"`
+	NewParent uint64 `msgpack:"P"`
+	NewName   string `msgpack:"N"`
+	Flags     uint32 `msgpack:"f"` // RenameNoReplace, RenameExchange
+}
+
+// ReaddirReq reads a page of a directory. Entries come in name order,
+// starting after After ("" for the first page); the page is stable under
+// concurrent changes because it continues from a name, not an index.
+type ReaddirReq struct {
+	Cred  Cred   `msgpack:"C"`
+	Ino   uint64 `msgpack:"i"`
+	After string `msgpack:"a"`
+	Max   int    `msgpack:"m"`
+	Plus  bool   `msgpack:"p"` // include full attributes
+}
+
+// Dirent is one directory entry.
+type Dirent struct {
+	Name string `msgpack:"n"`
+	Ino  uint64 `msgpack:"i"`
+	Mode uint32 `msgpack:"m"`           // type bits at least; full mode with Plus
+	Attr *Attr  `msgpack:"a,omitempty"` // with Plus
+}
+
+// ReaddirResp is one page of entries; More says whether another page follows.
+type ReaddirResp struct {
+	Entries []Dirent `msgpack:"e"`
+	More    bool     `msgpack:"M"`
+}
+
+// AccessReq checks access(2) permission bits (R_OK=4, W_OK=2, X_OK=1).
+type AccessReq struct {
+	Cred Cred   `msgpack:"C"`
+	Ino  uint64 `msgpack:"i"`
+	Mask uint32 `msgpack:"m"`
+}

@@ -1,0 +1,63 @@
+package proto
+
+// Opcodes. The rpc package reserves opcodes below 16 for its own use
+// (authentication, ping). MDS opcodes live in [100, 200), OSS opcodes in
+// [200, 300).
+const (
+	// Session and cluster.
+	OpConnect    uint16 = 100 // ConnectReq -> ConnectResp
+	OpRenew      uint16 = 101 // RenewReq -> RenewResp
+	OpDisconnect uint16 = 102 // DisconnectReq -> Empty
+	OpStatfs     uint16 = 103 // StatfsReq -> StatfsResp
+	OpTargets    uint16 = 104 // TargetsReq -> TargetsResp (per-OST/MDT usage, for df and osts)
+
+	// Namespace.
+	OpLookup   uint16 = 110 // LookupReq -> EntryResp
+	OpGetattr  uint16 = 111 // GetattrReq -> AttrResp
+	OpSetattr  uint16 = 112 // SetattrReq -> AttrResp
+	OpCreate   uint16 = 113 // CreateReq -> OpenResp (create and open in one step)
+	OpMkdir    uint16 = 114 // MkdirReq -> EntryResp
+	OpMknod    uint16 = 115 // MknodReq -> EntryResp
+	OpSymlink  uint16 = 116 // SymlinkReq -> EntryResp
+	OpReadlink uint16 = 117 // ReadlinkReq -> ReadlinkResp
+	OpLink     uint16 = 118 // LinkReq -> EntryResp
+	OpUnlink   uint16 = 119 // UnlinkReq -> Empty
+	OpRmdir    uint16 = 120 // RmdirReq -> Empty
+	OpRename   uint16 = 121 // RenameReq -> Empty
+	OpReaddir  uint16 = 122 // ReaddirReq -> ReaddirResp
+	OpAccess   uint16 = 123 // AccessReq -> Empty
+
+	// Open files and sizes.
+	OpOpen    uint16 = 130 // OpenReq -> OpenResp
+	OpClose   uint16 = 131 // CloseReq -> AttrResp
+	OpSetSize uint16 = 132 // SetSizeReq -> AttrResp (size merge on fsync/flush)
+	OpGetCap  uint16 = 133 // GetCapReq -> GetCapResp (refresh an expiring capability)
+
+	// Extended attributes.
+	OpGetxattr    uint16 = 140 // GetxattrReq -> GetxattrResp
+	OpSetxattr    uint16 = 141 // SetxattrReq -> Empty
+	OpListxattr   uint16 = 142 // ListxattrReq -> ListxattrResp
+	OpRemovexattr uint16 = 143 // RemovexattrReq -> Empty
+
+	// Layouts (setstripe / getstripe).
+	OpGetLayout uint16 = 150 // GetLayoutReq -> GetLayoutResp
+	OpSetLayout uint16 = 151 // SetLayoutReq -> GetLayoutResp
+
+	// Byte-range (fcntl) and flock locks.
+	OpLock   uint16 = 160 // LockReq -> LockResp
+	OpUnlock uint16 = 161 // UnlockReq -> Empty
+	OpGetLk  uint16 = 162 // LockReq -> LockResp (F_GETLK)
+
+	// OSS to MDS.
+	OpRegisterOSS uint16 = 180 // RegisterOSSReq -> RegisterOSSResp
+	OpOSSHeartbeat uint16 = 181 // OSSHeartbeatReq -> Empty
+
+	// OSS object operations (client or MDS to OSS).
+	OpObjWrite   uint16 = 200 // ObjWriteReq + bulk -> ObjWriteResp
+	OpObjRead    uint16 = 201 // ObjReadReq -> ObjReadResp + bulk
+	OpObjPunch   uint16 = 202 // ObjPunchReq -> Empty (truncate object to Size)
+	OpObjSync    uint16 = 203 // ObjSyncReq -> Empty
+	OpObjGetattr uint16 = 204 // ObjGetattrReq -> ObjGetattrResp
+	OpObjDestroy uint16 = 205 // ObjDestroyReq -> Empty
+	OpOSTStatfs  uint16 = 206 // OSTStatfsReq -> OSTStatfsResp
+)
