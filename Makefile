@@ -1,0 +1,43 @@
+# Strata: make build | make run | make test | make bench
+GO      ?= go
+BIN     := bin
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+TESTFLAGS ?= -count=1 -timeout 25m
+
+.PHONY: all deps build run test test-short bench vet clean
+
+all: build
+
+deps:
+	@tools/install-deps.sh
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/strata ./tools/strata
+	@ln -sf strata $(BIN)/lfs
+
+# A local filesystem: embedded metadata store, 4 OSS, mounted at ~/.strata/mnt.
+run: deps build
+	$(BIN)/strata up $(UPFLAGS)
+
+# Every test: unit tests, the metadata suite on both KV engines, the POSIX
+# suite over a real FUSE mount, and end-to-end tests of real processes.
+test: deps build
+	$(GO) vet ./...
+	STRATA_BIN=$(CURDIR)/$(BIN)/strata $(GO) test $(TESTFLAGS) ./...
+	STRATA_BIN=$(CURDIR)/$(BIN)/strata $(GO) test -race $(TESTFLAGS) ./rpc/... ./oss/... ./mds/... ./client/...
+
+test-short: build
+	STRATA_BIN=$(CURDIR)/$(BIN)/strata $(GO) test -short $(TESTFLAGS) ./...
+
+# Benchmarks: Go benchmarks plus fio through a mount against the local disk.
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchmem ./layout/... ./rpc/... ./mds/kv/...
+	STRATA_BIN=$(CURDIR)/$(BIN)/strata tests/bench.sh
+
+vet:
+	gofmt -l . | (! grep .)
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN)

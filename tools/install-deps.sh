@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what building, mounting and testing Strata need on Debian/Ubuntu:
+# fuse3 (fusermount3, /dev/fuse), attr (getfattr for tests), fio (benchmarks),
+# mpich (MPI-IO tests). Go modules are fetched by the go command itself.
+# Run as root, or it prints the command to run.
+set -euo pipefail
+pkgs=(fuse3 attr fio mpich libmpich-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ! command -v go >/dev/null 2>&1; then
+  echo "install-deps: Go 1.26 or newer is required: https://go.dev/doc/install" >&2
+  exit 1
+fi
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages; run: sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+if [ -z "${STRATA_APT_UPDATED:-}" ]; then
+  apt-get update -qq
+fi
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

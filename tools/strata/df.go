@@ -1,0 +1,226 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stratafs/strata/proto"
+)
+
+// dfTarget is one target in df --json (CLI.md).
+type dfTarget struct {
+	Name  string `json:"name"`
+	Kind  string `json:"kind"`
+	Index uint32 `json:"index"`
+	Total uint64 `json:"total"`
+	Used  uint64 `json:"used"`
+	Avail uint64 `json:"avail"`
+	Files uint64 `json:"files"`
+	FFree uint64 `json:"ffree"`
+}
+
+// dfDoc is df --json's document for one mount.
+type dfDoc struct {
+	Mount   string     `json:"mount"`
+	FSName  string     `json:"fsname"`
+	Targets []dfTarget `json:"targets"`
+	Total   uint64     `json:"total"`
+	Used    uint64     `json:"used"`
+	Avail   uint64     `json:"avail"`
+	Files   uint64     `json:"files"`
+	FFree   uint64     `json:"ffree"`
+}
+
+func targetName(fsname, kind string, index uint32) string {
+	if kind == "mdt" {
+		return fmt.Sprintf("%s-MDT%04x", fsname, index)
+	}
+	return fmt.Sprintf("%s-OST%04x", fsname, index)
+}
+
+func buildDf(mnt string, t *proto.TargetsResp) dfDoc {
+	d := dfDoc{Mount: mnt, FSName: t.FSName, Targets: []dfTarget{}}
+	for _, m := range t.MDTs {
+		d.Targets = append(d.Targets, dfTarget{Name: targetName(t.FSName, "mdt", m.Index), Kind: "mdt", Index: m.Index,
+			Total: m.Total, Used: m.Used, Avail: m.Avail, Files: m.Files, FFree: m.FFree})
+		d.Files += m.Files
+		d.FFree += m.FFree
+	}
+	for _, o := range t.OSTs {
+		d.Targets = append(d.Targets, dfTarget{Name: targetName(t.FSName, "ost", o.Index), Kind: "ost", Index: o.Index,
+			Total: o.Total, Used: o.Used, Avail: o.Avail, Files: o.Files, FFree: o.FFree})
+		d.Total += o.Total
+		d.Used += o.Used
+		d.Avail += o.Avail
+	}
+	return d
+}
+
+func newDfCmd() *cobra.Command {
+	var human, inodes, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "df [-h] [-i] [--json] [MNT]",
+		Short: "Show space or inode usage per MDT and OST",
+		Long: `Show the usage of every MDT and OST of the Strata filesystems mounted here (or of
+the one at MNT), then the filesystem summary, as lfs df does.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			mounts := args
+			if len(mounts) == 0 {
+				var err error
+				if mounts, err = defaultMounts(); err != nil {
+					return fail("df", "", err)
+				}
+			}
+			var docs []dfDoc
+			for _, p := range mounts {
+				mnt, err := mountFor(p)
+				if err != nil {
+					return fail("df", p, err)
+				}
+				var t proto.TargetsResp
+				if err := getJSONXattr(mnt, xattrTargets, &t); err != nil {
+					return fail("df", p, err)
+				}
+				docs = append(docs, buildDf(mnt, &t))
+			}
+			if asJSON {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				if len(docs) == 1 {
+					return enc.Encode(docs[0])
+				}
+				return enc.Encode(docs)
+			}
+			for _, d := range docs {
+				printDf(os.Stdout, d, human, inodes)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&human, "human-readable", "h", false, "print sizes in powers of 1024 (K, M, G)")
+	cmd.Flags().BoolVarP(&inodes, "inodes", "i", false, "show inode usage")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().Bool("help", false, "help for df")
+	return cmd
+}
+
+func printDf(w io.Writer, d dfDoc, human, inodes bool) {
+	num := func(bytes uint64) string {
+		if human {
+			return humanSize(bytes)
+		}
+		return fmt.Sprint(bytes / 1024)
+	}
+	pct := func(used, total uint64) string {
+		if total == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%d%%", (used*100+total-1)/total)
+	}
+	if inodes {
+		fmt.Fprintf(w, "%-24s %12s %12s %12s %5s %s\n", "UUID", "Inodes", "IUsed", "IFree", "IUse%", "Mounted on")
+	} else {
+		size := "1K-blocks"
+		if human {
+			size = "bytes"
+		}
+		fmt.Fprintf(w, "%-24s %12s %12s %12s %5s %s\n", "UUID", size, "Used", "Available", "Use%", "Mounted on")
+	}
+	for _, t := range d.Targets {
+		where := fmt.Sprintf("%s[%s:%d]", d.Mount, map[string]string{"mdt": "MDT", "ost": "OST"}[t.Kind], t.Index)
+		if inodes {
+			used := t.Files - t.FFree
+			fmt.Fprintf(w, "%-24s %12d %12d %12d %5s %s\n", t.Name+"_UUID", t.Files, used, t.FFree, pct(used, t.Files), where)
+			continue
+		}
+		fmt.Fprintf(w, "%-24s %12s %12s %12s %5s %s\n", t.Name+"_UUID", num(t.Total), num(t.Used), num(t.Avail), pct(t.Used, t.Total), where)
+	}
+	fmt.Fprintln(w)
+	if inodes {
+		used := d.Files - d.FFree
+		fmt.Fprintf(w, "%-24s %12d %12d %12d %5s %s\n\n", "filesystem_summary:", d.Files, used, d.FFree, pct(used, d.Files), d.Mount)
+		return
+	}
+	fmt.Fprintf(w, "%-24s %12s %12s %12s %5s %s\n\n", "filesystem_summary:", num(d.Total), num(d.Used), num(d.Avail), pct(d.Used, d.Total), d.Mount)
+}
+
+// humanSize formats bytes with a power-of-1024 suffix, as lfs df -h.
+func humanSize(b uint64) string {
+	const units = "KMGTPE"
+	if b < 1024 {
+		return fmt.Sprintf("%dB", b)
+	}
+	v := float64(b) / 1024
+	i := 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.1f%c", v, units[i])
+}
+
+// ostJSON is one OST in osts --json.
+type ostJSON struct {
+	Index  uint32 `json:"index"`
+	Name   string `json:"name"`
+	UUID   string `json:"uuid"`
+	Addr   string `json:"addr"`
+	Active bool   `json:"active"`
+}
+
+func newOstsCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "osts [--json] [MNT]",
+		Short: "List the OSTs of mounted Strata filesystems",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			mounts := args
+			if len(mounts) == 0 {
+				var err error
+				if mounts, err = defaultMounts(); err != nil {
+					return fail("osts", "", err)
+				}
+			}
+			var all []ostJSON
+			for _, p := range mounts {
+				mnt, err := mountFor(p)
+				if err != nil {
+					return fail("osts", p, err)
+				}
+				var t proto.TargetsResp
+				if err := getJSONXattr(mnt, xattrTargets, &t); err != nil {
+					return fail("osts", p, err)
+				}
+				if !asJSON {
+					fmt.Printf("OBDS: (%s)\n", mnt)
+				}
+				for _, o := range t.OSTs {
+					j := ostJSON{Index: o.Index, Name: targetName(t.FSName, "ost", o.Index), UUID: o.UUID, Addr: o.Addr, Active: o.Active}
+					all = append(all, j)
+					if !asJSON {
+						state := "ACTIVE"
+						if !o.Active {
+							state = "INACTIVE"
+						}
+						fmt.Printf("%d: %s_UUID %s\n", o.Index, j.Name, state)
+					}
+				}
+			}
+			if asJSON {
+				if all == nil {
+					all = []ostJSON{}
+				}
+				return json.NewEncoder(os.Stdout).Encode(map[string]any{"osts": all})
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
