@@ -74,7 +74,7 @@ func (a *Allocator) Instantiate(spec Spec, ino uint64, firstSeq uint32, targets 
 		if err != nil {
 			return Layout{}, firstSeq, fmt.Errorf("layout: component %d: %w", i, err)
 		}
-		if seq+uint64(len(osts)) > math.MaxUint32+1 {
+		if seq+uint64(len(osts)) > math.MaxUint32 {
 			return Layout{}, firstSeq, fmt.Errorf("layout: inode %d: object sequence numbers exhausted", ino)
 		}
 		objs := make([]Object, len(osts))
@@ -93,9 +93,6 @@ func (a *Allocator) Instantiate(spec Spec, ino uint64, firstSeq uint32, targets 
 		}
 		start = cs.End
 	}
-	// A full run of 2^32 sequence numbers wraps to 0, which is what the
-	// caller's uint32 counter would do; the check above keeps it from
-	// reusing any.
 	return lay, uint32(seq), nil
 }
 
@@ -130,6 +127,11 @@ func (a *Allocator) choose(cs ComponentSpec, sorted []Target) ([]uint32, error) 
 	return a.chooseRoundRobin(count, cands), nil
 }
 
+// findTarget returns the position of OST idx in the index-sorted table.
+func findTarget(sorted []Target, idx uint32) (int, bool) {
+	return slices.BinarySearchFunc(sorted, idx, func(t Target, idx uint32) int { return cmp.Compare(t.Index, idx) })
+}
+
 // chooseListed checks an explicit OST list (lfs setstripe -o) against the
 // table and returns its first StripeCount entries.
 func chooseListed(cs ComponentSpec, sorted []Target) ([]uint32, error) {
@@ -139,7 +141,7 @@ func chooseListed(cs ComponentSpec, sorted []Target) ([]uint32, error) {
 	}
 	osts := slices.Clone(cs.OSTs[:count])
 	for _, ost := range osts {
-		i, found := slices.BinarySearchFunc(sorted, ost, func(t Target, idx uint32) int { return cmp.Compare(t.Index, idx) })
+		i, found := findTarget(sorted, ost)
 		switch {
 		case !found:
 			return nil, fmt.Errorf("OST %d: %w", ost, ErrUnknownOST)
@@ -157,7 +159,7 @@ func chooseListed(cs ComponentSpec, sorted []Target) ([]uint32, error) {
 // an OST of the table; if that OST is not a candidate (inactive, or outside
 // the pool) the next candidate starts instead.
 func chooseFrom(first uint32, count int, cands []*Target, sorted []Target) ([]uint32, error) {
-	if _, found := slices.BinarySearchFunc(sorted, first, func(t Target, idx uint32) int { return cmp.Compare(t.Index, idx) }); !found {
+	if _, found := findTarget(sorted, first); !found {
 		return nil, fmt.Errorf("stripe offset %d: %w", first, ErrUnknownOST)
 	}
 	at, _ := slices.BinarySearchFunc(cands, first, func(t *Target, idx uint32) int { return cmp.Compare(t.Index, idx) })

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/stratafs/strata/layout"
@@ -21,8 +22,11 @@ const MaxRead = 16 << 20
 // "ino:seq:stripe" in decimal (see Object.Owner and ParseOwner).
 const OwnerXattr = "user.strata.owner"
 
-// objectShards is the number of object lock stripes; a power of two.
-const objectShards = 256
+// Object locks are striped over 1<<objectShardBits mutexes.
+const (
+	objectShardBits = 8
+	objectShards    = 1 << objectShardBits
+)
 
 // Object names an object and the stripe of its file that it holds. The
 // stripe is recorded as part of the owner when the object is created.
@@ -414,18 +418,19 @@ func (o *OST) syncHandle(h *handle) error {
 }
 
 // closeHandles closes every cached object file, flushing unsynced data, and
-// returns the first write-back error not yet reported.
+// returns the write-back errors not yet reported.
 func (o *OST) closeHandles() error {
 	for _, h := range o.handles.drain() {
 		o.closeHandle(h)
 	}
 	o.errMu.Lock()
 	defer o.errMu.Unlock()
+	var errs []error
 	for id, err := range o.lostErr {
+		errs = append(errs, fmt.Errorf("oss: object %s: %w", id, err))
 		delete(o.lostErr, id)
-		return fmt.Errorf("oss: object %s: %w", id, err)
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // statHandle returns the attributes of an open object.
@@ -446,5 +451,5 @@ func statHandle(h *handle) (ObjAttr, error) {
 // shardOf returns the lock stripe guarding an object.
 func (o *OST) shardOf(id layout.ObjectID) *sync.RWMutex {
 	x := (id.Ino ^ uint64(id.Seq)<<32) * 0x9e3779b97f4a7c15
-	return &o.shards[x>>(64-8)]
+	return &o.shards[x>>(64-objectShardBits)]
 }

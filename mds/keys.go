@@ -1,0 +1,222 @@
+package mds
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Key schema. Every key of a filesystem lives under its prefix
+//
+//	P = 'F' fsname 0x00
+//
+// (fsname never contains NUL), so one TiKV cluster can hold several
+// filesystems and a range scan never crosses from one into another. Integers
+// are big-endian so that keys sort numerically. Values are msgpack unless
+// noted.
+//
+//	'R' fsname                    -> int64 BE format time: the registry of
+//	                                 filesystems in the store, outside any
+//	                                 prefix, so Run finds the one to serve
+//	                                 with a short scan
+//	P 'C'                         -> clusterRecord: fsname, default layout,
+//	                                 format time, next OST index
+//	P 'M' mdt(u32)                -> mdtRecord: an MDT and the address of the
+//	                                 MDS serving it
+//	P 'N' mdt(u32)                -> u64 BE: the next unallocated inode sequence
+//	                                 of an MDT (handed out in batches)
+//	P 'O' ost(u32)                -> ostRecord: index, uuid, OSS address, pools
+//	P 'I' ino(u64)                -> inode: attributes, layout, dir parent...
+//	P 'D' parent(u64) name        -> dentry: child inode and type; the
+//	                                 entries of a directory are one range, in
+//	                                 name order, so readdir is a scan
+//	P 'X' ino(u64) name           -> raw xattr value (not msgpack)
+//	P 'Z' ino(u64)                -> orphanRecord: a file unlinked while open
+//	P 'Q' ino(u64) seq(u32)       -> destroyRecord: objects the OSTs must
+//	                                 delete; seq is the smallest object
+//	                                 sequence in the batch, unique per file
+//	                                 because sequences are never reused
+//
+// Inode numbers carry their MDT in the high 16 bits and a per-MDT sequence
+// in the low 48; the root is MDT 0, sequence 1.
+type keys struct {
+	prefix []byte
+}
+
+// Key tags, one per record kind.
+const (
+	tagCluster  = 'C'
+	tagMDT      = 'M'
+	tagCounter  = 'N'
+	tagOST      = 'O'
+	tagInode    = 'I'
+	tagDentry   = 'D'
+	tagXattr    = 'X'
+	tagOrphan   = 'Z'
+	tagDestroy  = 'Q'
+	tagRegistry = 'R'
+	tagFS       = 'F'
+)
+
+// RootIno is the inode number of the filesystem root (MDT 0, sequence 1).
+const RootIno uint64 = 1
+
+// Inode number layout.
+const (
+	inoSeqBits = 48
+	inoSeqMask = 1<<inoSeqBits - 1
+	maxMDT     = 1<<16 - 1
+)
+
+// makeIno composes an inode number from an MDT index and a sequence.
+func makeIno(mdt uint32, seq uint64) uint64 { return uint64(mdt)<<inoSeqBits | seq&inoSeqMask }
+
+// inoMDT returns the MDT an inode number belongs to.
+func inoMDT(ino uint64) uint32 { return uint32(ino >> inoSeqBits) }
+
+func newKeys(fsname string) keys {
+	p := make([]byte, 0, len(fsname)+2)
+	p = append(p, tagFS)
+	p = append(p, fsname...)
+	p = append(p, 0)
+	return keys{prefix: p}
+}
+
+// registryKey names a filesystem in the store's registry.
+func registryKey(fsname string) []byte { return append([]byte{tagRegistry}, fsname...) }
+
+// registryRange is the key range holding every registry entry.
+func registryRange() (start, end []byte) { return []byte{tagRegistry}, []byte{tagRegistry + 1} }
+
+// decodeRegistryKey returns the fsname a registry key names.
+func decodeRegistryKey(k []byte) (string, error) {
+	if len(k) < 2 || k[0] != tagRegistry {
+		return "", fmt.Errorf("mds: bad registry key %q", k)
+	}
+	return string(k[1:]), nil
+}
+
+func (k keys) tagged(tag byte, extra int) []byte {
+	b := make([]byte, len(k.prefix)+1, len(k.prefix)+1+extra)
+	copy(b, k.prefix)
+	b[len(k.prefix)] = tag
+	return b
+}
+
+// rangeOf returns [start, end) covering every key that begins with start.
+func rangeOf(start []byte) ([]byte, []byte) {
+	end := append([]byte(nil), start...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] != 0xff {
+			end[i]++
+			return start, end[:i+1]
+		}
+	}
+	return start, nil
+}
+
+// cluster is the cluster record's key.
+func (k keys) cluster() []byte { return k.tagged(tagCluster, 0) }
+
+// mdt is the key of an MDT record.
+func (k keys) mdt(index uint32) []byte {
+	return binary.BigEndian.AppendUint32(k.tagged(tagMDT, 4), index)
+}
+
+// mdtRange covers every MDT record.
+func (k keys) mdtRange() ([]byte, []byte) { return rangeOf(k.tagged(tagMDT, 0)) }
+
+// counter is the key of an MDT's inode sequence counter.
+func (k keys) counter(mdt uint32) []byte {
+	return binary.BigEndian.AppendUint32(k.tagged(tagCounter, 4), mdt)
+}
+
+// ost is the key of an OST record.
+func (k keys) ost(index uint32) []byte {
+	return binary.BigEndian.AppendUint32(k.tagged(tagOST, 4), index)
+}
+
+// ostRange covers every OST record.
+func (k keys) ostRange() ([]byte, []byte) { return rangeOf(k.tagged(tagOST, 0)) }
+
+// inode is the key of an inode record.
+func (k keys) inode(ino uint64) []byte {
+	return binary.BigEndian.AppendUint64(k.tagged(tagInode, 8), ino)
+}
+
+// dentry is the key of the entry name in directory parent.
+func (k keys) dentry(parent uint64, name string) []byte {
+	b := binary.BigEndian.AppendUint64(k.tagged(tagDentry, 8+len(name)), parent)
+	return append(b, name...)
+}
+
+// dentryRange covers the entries of parent whose names sort after after
+// ("" for all of them).
+func (k keys) dentryRange(parent uint64, after string) ([]byte, []byte) {
+	start, end := rangeOf(k.dentry(parent, ""))
+	if after != "" {
+		start = append(k.dentry(parent, after), 0)
+	}
+	return start, end
+}
+
+// dentryName returns the name a dentry key holds.
+func (k keys) dentryName(key []byte) (string, error) {
+	n := len(k.prefix) + 1 + 8
+	if len(key) <= n || key[len(k.prefix)] != tagDentry {
+		return "", fmt.Errorf("mds: bad dentry key %q", key)
+	}
+	return string(key[n:]), nil
+}
+
+// xattr is the key of xattr name of ino.
+func (k keys) xattr(ino uint64, name string) []byte {
+	b := binary.BigEndian.AppendUint64(k.tagged(tagXattr, 8+len(name)), ino)
+	return append(b, name...)
+}
+
+// xattrRange covers every xattr of ino.
+func (k keys) xattrRange(ino uint64) ([]byte, []byte) { return rangeOf(k.xattr(ino, "")) }
+
+// xattrName returns the name an xattr key holds.
+func (k keys) xattrName(key []byte) (string, error) {
+	n := len(k.prefix) + 1 + 8
+	if len(key) <= n || key[len(k.prefix)] != tagXattr {
+		return "", fmt.Errorf("mds: bad xattr key %q", key)
+	}
+	return string(key[n:]), nil
+}
+
+// orphan is the key of an orphan record.
+func (k keys) orphan(ino uint64) []byte {
+	return binary.BigEndian.AppendUint64(k.tagged(tagOrphan, 8), ino)
+}
+
+// orphanRange covers every orphan record.
+func (k keys) orphanRange() ([]byte, []byte) { return rangeOf(k.tagged(tagOrphan, 0)) }
+
+// orphanIno returns the inode an orphan key names.
+func (k keys) orphanIno(key []byte) (uint64, error) {
+	n := len(k.prefix) + 1
+	if len(key) != n+8 || key[len(k.prefix)] != tagOrphan {
+		return 0, fmt.Errorf("mds: bad orphan key %q", key)
+	}
+	return binary.BigEndian.Uint64(key[n:]), nil
+}
+
+// destroy is the key of a destroy-queue entry.
+func (k keys) destroy(ino uint64, seq uint32) []byte {
+	b := binary.BigEndian.AppendUint64(k.tagged(tagDestroy, 12), ino)
+	return binary.BigEndian.AppendUint32(b, seq)
+}
+
+// destroyRange covers the whole destroy queue.
+func (k keys) destroyRange() ([]byte, []byte) { return rangeOf(k.tagged(tagDestroy, 0)) }
+
+// destroyID returns the inode and sequence a destroy-queue key names.
+func (k keys) destroyID(key []byte) (uint64, uint32, error) {
+	n := len(k.prefix) + 1
+	if len(key) != n+12 || key[len(k.prefix)] != tagDestroy {
+		return 0, 0, fmt.Errorf("mds: bad destroy key %q", key)
+	}
+	return binary.BigEndian.Uint64(key[n:]), binary.BigEndian.Uint32(key[n+8:]), nil
+}

@@ -1,0 +1,146 @@
+package mds
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/stratafs/strata/layout"
+	"github.com/stratafs/strata/proto"
+)
+
+// clusterRecord is the filesystem-wide record written at format.
+type clusterRecord struct {
+	FSName     string      `msgpack:"f"`
+	Default    layout.Spec `msgpack:"d"` // filesystem default layout, resolved
+	FormatTime int64       `msgpack:"t"` // unix nanoseconds
+	NextOST    uint32      `msgpack:"o"` // smallest OST index never assigned
+}
+
+// mdtRecord is one metadata target.
+type mdtRecord struct {
+	Index uint32 `msgpack:"i"`
+	Addr  string `msgpack:"a"` // address of the MDS serving it, "" if none yet
+}
+
+// ostRecord is one registered object storage target. Usage is not
+// persisted: heartbeats keep it in memory.
+type ostRecord struct {
+	Index      uint32   `msgpack:"i"`
+	UUID       string   `msgpack:"U"`
+	Addr       string   `msgpack:"a"`
+	Pools      []string `msgpack:"p,omitempty"`
+	Registered int64    `msgpack:"r"` // unix nanoseconds of the first registration
+}
+
+// dentry is a directory entry's value.
+type dentry struct {
+	Ino  uint64 `msgpack:"i"`
+	Type uint32 `msgpack:"t"` // S_IFMT bits of the child
+}
+
+// inode is an inode record. Which fields count depends on the type.
+type inode struct {
+	Ino uint64 `msgpack:"-"` // from the key
+
+	Mode  uint32 `msgpack:"m"`
+	Uid   uint32 `msgpack:"u"`
+	Gid   uint32 `msgpack:"g"`
+	Nlink uint32 `msgpack:"n"`
+	Size  uint64 `msgpack:"s,omitempty"`
+	Rdev  uint32 `msgpack:"r,omitempty"`
+	Atime int64  `msgpack:"a"`
+	Mtime int64  `msgpack:"M"`
+	Ctime int64  `msgpack:"c"`
+
+	// Directories.
+	Parent    uint64       `msgpack:"p,omitempty"` // for the rename subtree check and ".."
+	DirLayout *layout.Spec `msgpack:"d,omitempty"` // default layout of new files
+
+	// Regular files.
+	Layout      *layout.Layout `msgpack:"l,omitempty"`
+	NextObjSeq  uint32         `msgpack:"q,omitempty"` // next object sequence to hand out
+	DataVersion uint64         `msgpack:"v,omitempty"`
+
+	// Symbolic links.
+	Target string `msgpack:"T,omitempty"`
+}
+
+// orphanRecord marks a file whose last link went while it was open.
+type orphanRecord struct {
+	Since int64 `msgpack:"s"` // unix nanoseconds of the unlink
+}
+
+// destroyRecord is a batch of objects the OSTs must delete.
+type destroyRecord struct {
+	Objs   []proto.ObjRef `msgpack:"o"`
+	Queued int64          `msgpack:"t"`
+}
+
+func (i *inode) isDir() bool     { return i.Mode&proto.ModeType == proto.ModeDir }
+func (i *inode) isRegular() bool { return i.Mode&proto.ModeType == proto.ModeRegular }
+func (i *inode) isSymlink() bool { return i.Mode&proto.ModeType == proto.ModeSymlink }
+
+// attr converts the record to wire attributes.
+func (i *inode) attr() proto.Attr {
+	return proto.Attr{
+		Ino:         i.Ino,
+		Mode:        i.Mode,
+		Nlink:       i.Nlink,
+		Uid:         i.Uid,
+		Gid:         i.Gid,
+		Rdev:        i.Rdev,
+		Size:        i.Size,
+		Blocks:      (i.Size + 511) / 512,
+		Atime:       i.Atime,
+		Mtime:       i.Mtime,
+		Ctime:       i.Ctime,
+		DataVersion: i.DataVersion,
+	}
+}
+
+// objects lists every object of a file's layout, for the destroy queue.
+func (i *inode) objects() []proto.ObjRef {
+	if i.Layout == nil {
+		return nil
+	}
+	return layoutObjects(i.Layout)
+}
+
+// layoutObjects lists the objects of a layout with their stripe numbers.
+func layoutObjects(l *layout.Layout) []proto.ObjRef {
+	var objs []proto.ObjRef
+	for _, c := range l.Components {
+		for s, o := range c.Objects {
+			objs = append(objs, proto.ObjRef{OST: o.OST, ID: o.ID, Stripe: uint32(s)})
+		}
+	}
+	return objs
+}
+
+func encode(v any) ([]byte, error) {
+	b, err := msgpack.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("mds: encode %T: %w", v, err)
+	}
+	return b, nil
+}
+
+func decode(b []byte, v any) error {
+	if err := msgpack.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("mds: decode %T: %w", v, err)
+	}
+	return nil
+}
+
+// encodeU64 and decodeU64 are the codec of counter values and registry
+// entries.
+func encodeU64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func decodeU64(b []byte) (uint64, error) {
+	if len(b) != 8 {
+		return 0, fmt.Errorf("mds: bad counter value of %d bytes", len(b))
+	}
+	return binary.BigEndian.Uint64(b), nil
+}

@@ -1,0 +1,249 @@
+package mds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/stratafs/strata/layout"
+	"github.com/stratafs/strata/mds/kv"
+)
+
+// ErrNotFormatted means the store holds no filesystem.
+var ErrNotFormatted = errors.New("mds: store not formatted: run strata format")
+
+// Default timings.
+const (
+	DefaultLease  = 30 * time.Second
+	capabilityTTL = time.Hour
+	inoBatch      = 1024
+)
+
+// ServiceOptions configure a Service.
+type ServiceOptions struct {
+	// FSName selects the filesystem to serve; "" serves the only one in
+	// the store.
+	FSName string
+	// Secret signs capabilities.
+	Secret []byte
+	// MDTs lists the metadata targets this service serves; empty means MDT 0.
+	MDTs []uint32
+	// ObjectIO reaches the OSTs for truncates and destroys; nil makes both
+	// fail with EIO (a service without OSS access).
+	ObjectIO ObjectIO
+	// Lease is the client session lease; 0 means DefaultLease.
+	Lease time.Duration
+	// Logger receives the service's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now. Tests move it to expire leases.
+	Now func() time.Time
+	// KVDir is the embedded engine's directory, for MDT usage; "" if none.
+	KVDir string
+}
+
+// Service is the metadata service: the namespace, open files, layouts and
+// the target tables, over a kv.DB. It knows nothing of the wire; Run wraps
+// it in an rpc.Server, and tests call it directly.
+type Service struct {
+	db     *kv.DB
+	keys   keys
+	fs     clusterRecord
+	secret []byte
+	io     ObjectIO
+	log    *slog.Logger
+	now    func() time.Time
+	lease  time.Duration
+	kvDir  string
+	start  time.Time
+
+	alloc   layout.Allocator
+	inos    inoAllocator
+	targets targetTable
+	open    openTable
+	gates   inodeGates
+	truncMu inodeLocks
+	kick    chan struct{} // wakes the destroy worker
+}
+
+// NewService loads the filesystem's cluster record and target tables from
+// db and returns a service for it. It fails with ErrNotFormatted if the
+// store holds no filesystem.
+func NewService(ctx context.Context, db *kv.DB, opts ServiceOptions) (*Service, error) {
+	name, err := findFS(ctx, db, opts.FSName)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{
+		db:     db,
+		keys:   newKeys(name),
+		secret: opts.Secret,
+		io:     opts.ObjectIO,
+		log:    opts.Logger,
+		now:    opts.Now,
+		lease:  opts.Lease,
+		kvDir:  opts.KVDir,
+		kick:   make(chan struct{}, 1),
+	}
+	if s.io == nil {
+		s.io = noObjectIO{}
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.lease <= 0 {
+		s.lease = DefaultLease
+	}
+	s.start = s.now()
+	s.open.init()
+	mdts := slices.Clone(opts.MDTs)
+	if len(mdts) == 0 {
+		mdts = []uint32{0}
+	}
+	err = s.db.View(ctx, func(tx kv.Txn) error {
+		t := s.newMtx(ctx, tx)
+		ok, err := t.getRecord(s.keys.cluster(), &s.fs)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrNotFormatted
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.registerMDTs(ctx, mdts); err != nil {
+		return nil, err
+	}
+	if err := s.targets.load(ctx, s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// findFS returns the filesystem to serve: want if it is registered, or the
+// only registered one when want is "".
+func findFS(ctx context.Context, db *kv.DB, want string) (string, error) {
+	var names []string
+	err := db.View(ctx, func(tx kv.Txn) error {
+		start, end := registryRange()
+		return tx.Scan(ctx, start, end, 0, func(k, _ []byte) bool {
+			if name, err := decodeRegistryKey(k); err == nil {
+				names = append(names, name)
+			}
+			return true
+		})
+	})
+	if err != nil {
+		return "", fmt.Errorf("mds: read filesystem registry: %w", err)
+	}
+	switch {
+	case len(names) == 0:
+		return "", ErrNotFormatted
+	case want != "" && slices.Contains(names, want):
+		return want, nil
+	case want != "":
+		return "", fmt.Errorf("mds: filesystem %q not in store (it holds %v): %w", want, names, ErrNotFormatted)
+	case len(names) > 1:
+		return "", fmt.Errorf("mds: store holds filesystems %v: name the one to serve", names)
+	}
+	return names[0], nil
+}
+
+// FSName returns the name of the filesystem served.
+func (s *Service) FSName() string { return s.fs.FSName }
+
+// inoAllocator hands out inode numbers from batches reserved in the store,
+// so a create does not contend on the counter key.
+type inoAllocator struct {
+	mu   sync.Mutex
+	next map[uint32]uint64
+	end  map[uint32]uint64
+}
+
+// newIno returns an unused inode number on mdt.
+func (s *Service) newIno(ctx context.Context, mdt uint32) (uint64, error) {
+	a := &s.inos
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.next == nil {
+		a.next, a.end = map[uint32]uint64{}, map[uint32]uint64{}
+	}
+	if a.next[mdt] >= a.end[mdt] {
+		var first uint64
+		err := s.db.Update(ctx, func(tx kv.Txn) error {
+			b, err := tx.Get(ctx, s.keys.counter(mdt))
+			if err != nil {
+				return err
+			}
+			first = RootIno + 1
+			if b != nil {
+				if first, err = decodeU64(b); err != nil {
+					return err
+				}
+			}
+			if first+inoBatch > inoSeqMask {
+				return fmt.Errorf("mds: MDT %d has run out of inode numbers", mdt)
+			}
+			return tx.Set(s.keys.counter(mdt), encodeU64(first+inoBatch))
+		})
+		if err != nil {
+			return 0, fmt.Errorf("mds: reserve inode numbers on MDT %d: %w", mdt, err)
+		}
+		a.next[mdt], a.end[mdt] = first, first+inoBatch
+	}
+	seq := a.next[mdt]
+	a.next[mdt]++
+	return makeIno(mdt, seq), nil
+}
+
+// inodeGates serialize, per inode, the decision to destroy a file that lost
+// its last link against new opens of it: an open holds its gate shared while
+// it registers its handle and reads the inode; unlink, rename and last close
+// hold it exclusively from the open-count check until their transaction
+// committed. One gate covers many inodes; no operation holds two.
+type inodeGates [256]sync.RWMutex
+
+func (g *inodeGates) of(ino uint64) *sync.RWMutex { return &g[(ino^ino>>17)%uint64(len(g))] }
+
+// inodeLocks serialize truncates of one inode (punch then commit).
+type inodeLocks [64]sync.Mutex
+
+func (l *inodeLocks) of(ino uint64) *sync.Mutex { return &l[(ino^ino>>17)%uint64(len(l))] }
+
+// gateHold is the one exclusive gate an operation holds while it decides
+// to destroy an inode; its body may run several times (conflict retries),
+// each time perhaps for another inode.
+type gateHold struct {
+	s   *Service
+	ino uint64
+	mu  *sync.RWMutex
+}
+
+// hold takes ino's gate exclusively, releasing any other held before.
+func (h *gateHold) hold(ino uint64) {
+	mu := h.s.gates.of(ino)
+	if h.mu == mu {
+		h.ino = ino
+		return
+	}
+	h.release()
+	mu.Lock()
+	h.mu, h.ino = mu, ino
+}
+
+// release drops the gate if one is held.
+func (h *gateHold) release() {
+	if h.mu != nil {
+		h.mu.Unlock()
+		h.mu = nil
+	}
+}

@@ -1,0 +1,202 @@
+package mds
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"syscall"
+
+	"github.com/stratafs/strata/mds/kv"
+)
+
+// mtx is one attempt of a metadata transaction: a kv.Txn plus a cache of
+// the inodes it read, so that an operation touching one inode through two
+// names (rename within a directory, a link in the same directory) sees and
+// writes one copy. Writes to cached inodes are flushed when the body
+// returns without error.
+type mtx struct {
+	ctx   context.Context
+	kv    kv.Txn
+	k     keys
+	now   int64 // the operation's timestamp, unix nanoseconds
+	cache map[uint64]*inode
+	dirty []uint64 // inodes to write back, in first-touch order
+	gone  []uint64 // inodes to delete
+}
+
+// update runs fn as one read-write transaction, retried on conflict.
+func (s *Service) update(ctx context.Context, fn func(t *mtx) error) error {
+	return s.db.Update(ctx, func(tx kv.Txn) error {
+		t := s.newMtx(ctx, tx)
+		if err := fn(t); err != nil {
+			return err
+		}
+		return t.flush()
+	})
+}
+
+// view runs fn in a read-only snapshot.
+func (s *Service) view(ctx context.Context, fn func(t *mtx) error) error {
+	return s.db.View(ctx, func(tx kv.Txn) error { return fn(s.newMtx(ctx, tx)) })
+}
+
+func (s *Service) newMtx(ctx context.Context, tx kv.Txn) *mtx {
+	return &mtx{ctx: ctx, kv: tx, k: s.keys, now: s.now().UnixNano(), cache: map[uint64]*inode{}}
+}
+
+// inode returns ino's record, or ENOENT.
+func (t *mtx) inode(ino uint64) (*inode, error) {
+	if in, ok := t.cache[ino]; ok {
+		if in == nil {
+			return nil, fmt.Errorf("mds: inode %#x: %w", ino, syscall.ENOENT)
+		}
+		return in, nil
+	}
+	b, err := t.kv.Get(t.ctx, t.k.inode(ino))
+	if err != nil {
+		return nil, fmt.Errorf("mds: read inode %#x: %w", ino, err)
+	}
+	if b == nil {
+		return nil, fmt.Errorf("mds: inode %#x: %w", ino, syscall.ENOENT)
+	}
+	in := &inode{}
+	if err := decode(b, in); err != nil {
+		return nil, err
+	}
+	in.Ino = ino
+	t.cache[ino] = in
+	return in, nil
+}
+
+// dir returns ino's record if it is a directory, else ENOTDIR.
+func (t *mtx) dir(ino uint64) (*inode, error) {
+	in, err := t.inode(ino)
+	if err != nil {
+		return nil, err
+	}
+	if !in.isDir() {
+		return nil, fmt.Errorf("mds: inode %#x: %w", ino, syscall.ENOTDIR)
+	}
+	return in, nil
+}
+
+// put records a new or changed inode for write-back.
+func (t *mtx) put(in *inode) {
+	t.cache[in.Ino] = in
+	if !slices.Contains(t.dirty, in.Ino) {
+		t.dirty = append(t.dirty, in.Ino)
+	}
+	t.gone = slices.DeleteFunc(t.gone, func(i uint64) bool { return i == in.Ino })
+}
+
+// remove deletes an inode and its xattrs.
+func (t *mtx) remove(in *inode) error {
+	t.cache[in.Ino] = nil
+	t.dirty = slices.DeleteFunc(t.dirty, func(i uint64) bool { return i == in.Ino })
+	t.gone = append(t.gone, in.Ino)
+	start, end := t.k.xattrRange(in.Ino)
+	var names [][]byte
+	err := t.kv.Scan(t.ctx, start, end, 0, func(k, _ []byte) bool {
+		names = append(names, slices.Clone(k))
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("mds: scan xattrs of %#x: %w", in.Ino, err)
+	}
+	for _, k := range names {
+		if err := t.kv.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flush writes back dirty inodes and deletes removed ones.
+func (t *mtx) flush() error {
+	for _, ino := range t.dirty {
+		b, err := encode(t.cache[ino])
+		if err != nil {
+			return err
+		}
+		if err := t.kv.Set(t.k.inode(ino), b); err != nil {
+			return fmt.Errorf("mds: write inode %#x: %w", ino, err)
+		}
+	}
+	for _, ino := range t.gone {
+		if err := t.kv.Delete(t.k.inode(ino)); err != nil {
+			return fmt.Errorf("mds: delete inode %#x: %w", ino, err)
+		}
+	}
+	return nil
+}
+
+// lookup returns the entry name of parent, and whether it exists.
+func (t *mtx) lookup(parent uint64, name string) (dentry, bool, error) {
+	var d dentry
+	b, err := t.kv.Get(t.ctx, t.k.dentry(parent, name))
+	if err != nil {
+		return d, false, fmt.Errorf("mds: read entry %q of %#x: %w", name, parent, err)
+	}
+	if b == nil {
+		return d, false, nil
+	}
+	return d, true, decode(b, &d)
+}
+
+// link writes the entry name of parent pointing at in.
+func (t *mtx) link(parent uint64, name string, in *inode) error {
+	b, err := encode(dentry{Ino: in.Ino, Type: in.Mode & modeType})
+	if err != nil {
+		return err
+	}
+	return t.kv.Set(t.k.dentry(parent, name), b)
+}
+
+// unlinkEntry deletes the entry name of parent.
+func (t *mtx) unlinkEntry(parent uint64, name string) error {
+	return t.kv.Delete(t.k.dentry(parent, name))
+}
+
+// empty reports whether directory ino has no entries.
+func (t *mtx) empty(ino uint64) (bool, error) {
+	start, end := t.k.dentryRange(ino, "")
+	found := false
+	err := t.kv.Scan(t.ctx, start, end, 1, func(_, _ []byte) bool {
+		found = true
+		return false
+	})
+	if err != nil {
+		return false, fmt.Errorf("mds: scan directory %#x: %w", ino, err)
+	}
+	return !found, nil
+}
+
+// touch marks a directory's contents changed: mtime and ctime now.
+func (t *mtx) touch(dir *inode) {
+	dir.Mtime, dir.Ctime = t.now, t.now
+	t.put(dir)
+}
+
+// changed marks an inode's metadata changed: ctime now.
+func (t *mtx) changed(in *inode) {
+	in.Ctime = t.now
+	t.put(in)
+}
+
+// setRecord encodes v under key.
+func (t *mtx) setRecord(key []byte, v any) error {
+	b, err := encode(v)
+	if err != nil {
+		return err
+	}
+	return t.kv.Set(key, b)
+}
+
+// getRecord decodes key into v and reports whether it exists.
+func (t *mtx) getRecord(key []byte, v any) (bool, error) {
+	b, err := t.kv.Get(t.ctx, key)
+	if err != nil || b == nil {
+		return false, err
+	}
+	return true, decode(b, v)
+}

@@ -1,0 +1,403 @@
+package rpc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// Request is one incoming call. Body and Bulk are valid until the handler
+// returns.
+type Request struct {
+	Op   uint16
+	Body []byte // msgpack metadata
+	Bulk []byte // bulk payload, possibly empty
+	Peer string // remote address
+}
+
+// Decode unmarshals the request body into v. An empty body leaves v as it is.
+func (r *Request) Decode(v any) error {
+	if err := decodeBody(r.Body, v); err != nil {
+		return &Error{Errno: syscall.EINVAL, Msg: fmt.Sprintf("rpc: op %d: decode request: %v", r.Op, err), cause: err}
+	}
+	return nil
+}
+
+// Reply is a handler's answer. Body is marshalled with msgpack; Bulk is sent
+// as the bulk payload; Release, if set, is called once Bulk has been written
+// (so pooled buffers can be reused).
+type Reply struct {
+	Body    any
+	Bulk    []byte
+	Release func()
+}
+
+// Handler serves one opcode. The context is cancelled when the server stops.
+type Handler func(ctx context.Context, req *Request) (*Reply, error)
+
+// ServerConfig configures a Server.
+type ServerConfig struct {
+	Addr    string       // listen address, e.g. "127.0.0.1:0"
+	Secret  []byte       // cluster secret
+	Workers int          // handler goroutines; 0 picks a default
+	MaxBulk int          // largest bulk payload accepted; 0 means 16 MiB
+	Logger  *slog.Logger // nil: slog.Default()
+}
+
+const (
+	// defaultIdleTimeout closes a connection that carried no frame and has no
+	// request in flight for this long; clients ping well within it.
+	defaultIdleTimeout = 2 * time.Minute
+	// defaultTick is how often connections are checked against deadlines.
+	defaultTick = time.Second
+	// ioBufferCap is gnet's per-read and static per-write buffer size, large
+	// enough for a 1 MiB bulk frame in one system call.
+	ioBufferCap = 1 << 20
+)
+
+// ServerStats is a snapshot of a server's counters.
+type ServerStats struct {
+	Conns    int64  // connections open now
+	InFlight int64  // handlers running or queued now
+	Requests uint64 // requests handed to handlers since Start
+	Errors   uint64 // requests answered with an error status since Start
+	Refused  uint64 // connections refused (authentication, malformed frames)
+}
+
+// Server serves registered handlers over TCP with gnet. Frames are parsed on
+// gnet's event loops; handlers run on a bounded set of goroutines, because
+// they block on disks and the KV store.
+type Server struct {
+	log         *slog.Logger
+	addrWant    string
+	secret      []byte
+	maxBulk     int
+	handlers    atomic.Pointer[map[uint16]Handler]
+	handleMu    sync.Mutex   // serializes Handle's copy-on-write
+	slots       chan struct{} // one token per running handler
+	idleTimeout time.Duration
+	authTimeout time.Duration
+	tick        time.Duration
+
+	ctx      context.Context // handlers' context, cancelled by Stop
+	cancel   context.CancelFunc
+	stopping chan struct{} // closed when Stop begins
+	handling sync.WaitGroup
+	stopOnce sync.Once
+
+	mu        sync.Mutex
+	started   bool
+	addr      string
+	eng       gnet.Engine
+	runDone   chan struct{} // closed when gnet.Run returns
+	stopCtx   func() bool   // unregisters the Start context's AfterFunc
+	conns     map[*serverConn]struct{}
+	connCount atomic.Int64
+	inFlight  atomic.Int64
+	requests  atomic.Uint64
+	errs      atomic.Uint64
+	refused   atomic.Uint64
+}
+
+// NewServer returns a server; register handlers before Start.
+func NewServer(cfg ServerConfig) *Server {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	workers := cfg.Workers
+	if workers <= 0 {
+		// Handlers block on disks, the KV store and lock waits; a generous
+		// bound keeps a few slow requests from starving the rest.
+		workers = max(256, 32*runtime.GOMAXPROCS(0))
+	}
+	maxBulk := cfg.MaxBulk
+	if maxBulk <= 0 {
+		maxBulk = DefaultMaxBulk
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		log:         log,
+		addrWant:    cfg.Addr,
+		secret:      append([]byte(nil), cfg.Secret...),
+		maxBulk:     min(maxBulk, maxReplyBulk),
+		slots:       make(chan struct{}, workers),
+		idleTimeout: defaultIdleTimeout,
+		authTimeout: authDeadline,
+		tick:        defaultTick,
+		ctx:         ctx,
+		cancel:      cancel,
+		stopping:    make(chan struct{}),
+		conns:       make(map[*serverConn]struct{}),
+	}
+	s.handlers.Store(&map[uint16]Handler{})
+	return s
+}
+
+// Handle registers h for op. Opcodes below FirstUserOp are reserved and
+// registering one panics, as does a nil handler: both are programming errors.
+func (s *Server) Handle(op uint16, h Handler) {
+	if op < FirstUserOp {
+		panic(fmt.Sprintf("rpc: opcode %d is reserved", op))
+	}
+	if h == nil {
+		panic(fmt.Sprintf("rpc: nil handler for opcode %d", op))
+	}
+	s.handleMu.Lock()
+	defer s.handleMu.Unlock()
+	old := *s.handlers.Load()
+	m := make(map[uint16]Handler, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[op] = h
+	s.handlers.Store(&m)
+}
+
+// handler returns the handler registered for op, or nil.
+func (s *Server) handler(op uint16) Handler { return (*s.handlers.Load())[op] }
+
+// Start listens and serves in the background until Stop or ctx ends. It
+// returns once the listener is up.
+func (s *Server) Start(ctx context.Context) error {
+	if len(s.secret) == 0 {
+		return errors.New("rpc: server has no cluster secret")
+	}
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return errors.New("rpc: server already started")
+	}
+	select {
+	case <-s.stopping:
+		s.mu.Unlock()
+		return errors.New("rpc: server stopped")
+	default:
+	}
+	s.started = true
+	s.runDone = make(chan struct{})
+	s.mu.Unlock()
+
+	booted := make(chan error, 1)
+	loop := &eventHandler{s: s, booted: booted}
+	var runErr error
+	go func() {
+		defer close(s.runDone)
+		runErr = gnet.Run(loop, "tcp://"+s.addrWant,
+			gnet.WithMulticore(true),
+			gnet.WithReuseAddr(true),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithTCPKeepAlive(time.Minute),
+			gnet.WithReadBufferCap(ioBufferCap),
+			gnet.WithWriteBufferCap(ioBufferCap),
+			gnet.WithTicker(true),
+			gnet.WithLogger(gnetLogger{s.log}),
+		)
+	}()
+	select {
+	case err := <-booted:
+		if err != nil {
+			s.Stop()
+			return fmt.Errorf("rpc: listen %s: %w", s.addrWant, err)
+		}
+	case <-s.runDone:
+		return fmt.Errorf("rpc: listen %s: %w", s.addrWant, runErr)
+	}
+	stop := context.AfterFunc(ctx, s.Stop)
+	s.mu.Lock()
+	s.stopCtx = stop
+	s.mu.Unlock()
+	s.log.Debug("rpc: serving", "addr", s.Addr())
+	return nil
+}
+
+// Addr returns the address the server listens on (useful with port 0).
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Stop closes the listener and every connection, cancels the handlers'
+// context and waits for the handlers to return. It is safe to call more than
+// once and from several goroutines.
+func (s *Server) Stop() {
+	s.stopOnce.Do(func() {
+		close(s.stopping)
+		s.mu.Lock()
+		started, eng, runDone, stopCtx := s.started, s.eng, s.runDone, s.stopCtx
+		s.mu.Unlock()
+		if stopCtx != nil {
+			stopCtx()
+		}
+		if started {
+			// Engine.Stop polls every 500 ms for the engine to finish;
+			// waiting for gnet.Run to return is both exact and faster.
+			done, cancel := context.WithCancel(context.Background())
+			cancel()
+			_ = eng.Stop(done)
+			<-runDone
+		}
+		s.cancel()
+		s.handling.Wait()
+	})
+}
+
+// Stats returns a snapshot of the server's counters.
+func (s *Server) Stats() ServerStats {
+	return ServerStats{
+		Conns:    s.connCount.Load(),
+		InFlight: s.inFlight.Load(),
+		Requests: s.requests.Load(),
+		Errors:   s.errs.Load(),
+		Refused:  s.refused.Load(),
+	}
+}
+
+// serve runs one request's handler on its own goroutine and queues the reply.
+// buf holds the request's body and bulk; it is recycled once the reply has
+// been written, so a handler may answer with a slice of the request.
+func (s *Server) serve(sc *serverConn, h Handler, op uint16, id uint64, buf []byte, bodyLen int) {
+	defer s.handling.Done()
+	defer s.inFlight.Add(-1)
+	defer sc.inFlight.Add(-1)
+
+	req := &Request{Op: op, Body: buf[:bodyLen:bodyLen], Bulk: buf[bodyLen:], Peer: sc.peer}
+	rep, err := s.invoke(h, req)
+	<-s.slots
+
+	var release func()
+	if rep != nil {
+		release = rep.Release
+	}
+	frame, bulk, err := s.encodeReply(op, id, rep, err)
+	if err != nil {
+		s.log.Error("rpc: encode error reply", "op", op, "peer", sc.peer, "err", err)
+		_ = sc.c.Close()
+		putBuf(buf)
+		if release != nil {
+			release()
+		}
+		return
+	}
+
+	done := &replyDone{frame: frame, req: buf, release: release}
+	sc.lastActive.Store(time.Now().UnixNano())
+	iov := [][]byte{frame.Bytes()}
+	if len(bulk) > 0 {
+		iov = append(iov, bulk)
+	}
+	if werr := sc.c.AsyncWritev(iov, done.callback); werr != nil {
+		done.run()
+	}
+}
+
+// encodeReply encodes the reply frame for a handler's result; a handler
+// error, or a reply that cannot be encoded, becomes an error reply. It fails
+// only when not even an error reply can be encoded.
+func (s *Server) encodeReply(op uint16, id uint64, rep *Reply, herr error) (*bytes.Buffer, []byte, error) {
+	if herr == nil {
+		var (
+			body any
+			bulk []byte
+		)
+		if rep != nil {
+			body, bulk = rep.Body, rep.Bulk
+		}
+		frame, err := encodeFrame(header{flags: flagReply, op: op, id: id}, body)
+		switch {
+		case err != nil:
+			herr = err
+		case len(bulk) > maxReplyBulk:
+			putFrame(frame)
+			herr = &Error{Errno: syscall.EMSGSIZE, Msg: fmt.Sprintf("rpc: op %d: reply bulk of %d bytes is too large", op, len(bulk))}
+		default:
+			setBulkLen(frame.Bytes(), len(bulk))
+			return frame, bulk, nil
+		}
+	}
+	s.errs.Add(1)
+	frame, err := encodeErrorFrame(op, id, herr)
+	return frame, nil, err
+}
+
+// invoke calls h, turning a panic into an EIO error so one bad request
+// cannot take the server down.
+func (s *Server) invoke(h Handler, req *Request) (rep *Reply, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("rpc: handler panicked", "op", req.Op, "peer", req.Peer, "panic", r, "stack", string(debug.Stack()))
+			rep, err = nil, &Error{Errno: syscall.EIO, Msg: fmt.Sprintf("rpc: op %d: internal server error", req.Op)}
+		}
+	}()
+	return h(s.ctx, req)
+}
+
+// encodeErrorFrame encodes an error reply: the errno as status and the error
+// text as a msgpack string body.
+func encodeErrorFrame(op uint16, id uint64, err error) (*bytes.Buffer, error) {
+	return encodeFrame(header{flags: flagReply, op: op, id: id, status: uint32(errnoOf(err))}, err.Error())
+}
+
+// replyDone releases a reply's buffers once gnet has written (or dropped)
+// it. It runs exactly once even if gnet both fails the write and calls back.
+type replyDone struct {
+	once    sync.Once
+	frame   *bytes.Buffer
+	req     []byte
+	release func()
+}
+
+// callback is the gnet AsyncCallback of a reply write.
+func (d *replyDone) callback(gnet.Conn, error) error {
+	d.run()
+	return nil
+}
+
+// run releases the buffers.
+func (d *replyDone) run() {
+	d.once.Do(func() {
+		putFrame(d.frame)
+		putBuf(d.req)
+		if d.release != nil {
+			d.release()
+		}
+	})
+}
+
+// localAddr returns the address of a listening socket.
+func localAddr(fd int) (string, error) {
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		return "", err
+	}
+	switch a := sa.(type) {
+	case *syscall.SockaddrInet4:
+		return net.JoinHostPort(net.IP(a.Addr[:]).String(), strconv.Itoa(a.Port)), nil
+	case *syscall.SockaddrInet6:
+		return net.JoinHostPort(net.IP(a.Addr[:]).String(), strconv.Itoa(a.Port)), nil
+	}
+	return "", fmt.Errorf("rpc: unexpected listener address %T", sa)
+}
+
+// gnetLogger sends gnet's own log lines to the server's logger; gnet's
+// routine chatter goes to debug.
+type gnetLogger struct{ log *slog.Logger }
+
+func (l gnetLogger) Debugf(format string, args ...any) { l.log.Debug("gnet: " + fmt.Sprintf(format, args...)) }
+func (l gnetLogger) Infof(format string, args ...any)  { l.log.Debug("gnet: " + fmt.Sprintf(format, args...)) }
+func (l gnetLogger) Warnf(format string, args ...any)  { l.log.Warn("gnet: " + fmt.Sprintf(format, args...)) }
+func (l gnetLogger) Errorf(format string, args ...any) { l.log.Error("gnet: " + fmt.Sprintf(format, args...)) }
+func (l gnetLogger) Fatalf(format string, args ...any) { l.log.Error("gnet: " + fmt.Sprintf(format, args...)) }

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Benchmarks through a real mount next to the local disk, in one run:
+#  - 1 GiB sequential write and cold read with fio, buffered and O_DIRECT,
+#    on a 4-way striped directory of a local 4-OSS cluster vs a local directory;
+#  - create/stat/unlink of 10,000 files (tests/mdbench) on both.
+# Prints each figure and its ratio to the local-disk baseline.
+# Env: STRATA_BIN (default bin/strata), SIZE (default 1g), FILES (default 10000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${STRATA_BIN:-bin/strata}
+SIZE=${SIZE:-1g}
+FILES=${FILES:-10000}
+work=$(mktemp -d /var/tmp/strata-bench.XXXXXX)
+up_pid=""
+cleanup() {
+  if [ -n "$up_pid" ]; then kill -INT "$up_pid" 2>/dev/null || true; wait "$up_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+command -v fio >/dev/null || { echo "bench: fio not installed (apt-get install fio)" >&2; exit 1; }
+go build -o "$work/mdbench" ./tests/mdbench
+
+"$BIN" up --dir "$work/cluster" --oss 4 --mount "$work/mnt" >"$work/up.out" 2>&1 &
+up_pid=$!
+for _ in $(seq 1 600); do grep -q '^ready:' "$work/up.out" && break; sleep 0.1; done
+grep '^ready:' "$work/up.out" || { cat "$work/up.out"; exit 1; }
+mkdir -p "$work/mnt/bench" "$work/local"
+"$BIN" setstripe -c 4 -S 1M "$work/mnt/bench"
+
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+
+# fio_bw DIR RW DIRECT -> MiB/s
+fio_bw() {
+  local dir=$1 rw=$2 direct=$3
+  [ "$rw" = read ] && drop_caches
+  fio --name=seq --directory="$dir" --filename=fio.dat --rw="$rw" --bs=1m --size="$SIZE" \
+      --direct="$direct" --ioengine=psync --end_fsync=1 --output-format=json 2>/dev/null |
+    python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; k="write" if j["write"]["bw_bytes"] else "read"; print("%.0f" % (j[k]["bw_bytes"]/1048576))'
+}
+
+printf '%-28s %12s %12s %8s\n' "test" "local" "strata" "ratio"
+for direct in 0 1; do
+  mode=buffered; [ "$direct" = 1 ] && mode=O_DIRECT
+  for rw in write read; do
+    l=$(fio_bw "$work/local" "$rw" "$direct")
+    s=$(fio_bw "$work/mnt/bench" "$rw" "$direct")
+    printf '%-28s %9s MiB/s %9s MiB/s %8.2f\n' "seq $rw $SIZE ($mode)" "$l" "$s" "$(awk -v a="$s" -v b="$l" 'BEGIN{print a/b}')"
+  done
+  rm -f "$work/local/fio.dat" "$work/mnt/bench/fio.dat"
+done
+
+"$work/mdbench" -dir "$work/local/md" -n "$FILES" -json >"$work/md.local"
+"$work/mdbench" -dir "$work/mnt/md" -n "$FILES" -json >"$work/md.strata"
+python3 - "$work/md.local" "$work/md.strata" <<'PY'
+import json, sys
+local = json.load(open(sys.argv[1])); strata = json.load(open(sys.argv[2]))
+for l, s in zip(local, strata):
+    print("%-28s %8.0f op/s %8.0f op/s %8.2f" % ("%s %d files" % (l["phase"], l["files"]), l["ops_per_sec"], s["ops_per_sec"], s["ops_per_sec"] / l["ops_per_sec"]))
+PY
