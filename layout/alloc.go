@@ -25,8 +25,8 @@ func (t *Target) inPool(pool string) bool {
 
 // lowOnSpace reports whether the allocator should pass the target over when
 // others will do: it has under 1% of its capacity free, or under half the
-// free space of the emptiest candidate (best). Balanced targets are never
-// low, so this only bites when free space is unbalanced.
+// free space of the emptiest candidate (best). The second rule only bites
+// when free space is unbalanced.
 func (t *Target) lowOnSpace(best uint64) bool {
 	return t.Avail < t.Total/100 || t.Avail < best/2
 }
@@ -52,12 +52,12 @@ type Allocator struct {
 // objects with sequence numbers from firstSeq upward. It returns the layout
 // (Gen 1... set by the caller) and the next unused sequence number.
 //
-// The spec must be resolved (see Resolve): zero counts or sizes are
-// errors. A StripeCount of -1 takes every active target of the pool. Errors
-// wrap ErrNoTargets (count larger than the candidates, or a listed OST not
-// active), ErrUnknownPool (no active target in the pool), ErrUnknownOST (an
-// offset or listed OST missing from the table, or a listed OST outside the
-// pool) and Validate's errors.
+// The spec must be resolved (see Resolve): a zero size, or a zero count
+// without OSTs listed, is an error. A StripeCount of -1 takes every active
+// target of the pool. Errors wrap ErrNoTargets (count larger than the
+// candidates, or a listed OST not active), ErrUnknownPool (no active target
+// in the pool), ErrUnknownOST (an offset or listed OST missing from the
+// table, or a listed OST outside the pool) and Validate's errors.
 func (a *Allocator) Instantiate(spec Spec, ino uint64, firstSeq uint32, targets []Target) (Layout, uint32, error) {
 	if err := spec.validateResolved(); err != nil {
 		return Layout{}, firstSeq, err

@@ -153,7 +153,8 @@ func (s Spec) Resolve(def Spec) Spec {
 }
 
 // validateResolved checks a spec that Instantiate is about to allocate:
-// Validate's rules plus explicit counts and sizes.
+// Validate's rules plus explicit sizes, and explicit counts where no OSTs
+// are listed (a list alone implies its length, as in Resolve).
 func (s Spec) validateResolved() error {
 	if s.IsZero() {
 		return fmt.Errorf("layout: empty spec: %w", ErrExtent)
@@ -162,7 +163,7 @@ func (s Spec) validateResolved() error {
 		if c.StripeSize == 0 {
 			return fmt.Errorf("layout: component %d: unresolved stripe size: %w", i, ErrStripeSize)
 		}
-		if c.StripeCount == 0 {
+		if c.StripeCount == 0 && len(c.OSTs) == 0 {
 			return fmt.Errorf("layout: component %d: unresolved stripe count: %w", i, ErrStripeCount)
 		}
 	}

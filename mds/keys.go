@@ -29,7 +29,7 @@ import (
 //	P 'D' parent(u64) name        -> dentry: child inode and type; the
 //	                                 entries of a directory are one range, in
 //	                                 name order, so readdir is a scan
-//	P 'X' ino(u64) name           -> raw xattr value (not msgpack)
+//	P 'X' ino(u64) name           -> xattr value (msgpack bin)
 //	P 'Z' ino(u64)                -> orphanRecord: a file unlinked while open
 //	P 'Q' ino(u64) seq(u32)       -> destroyRecord: objects the OSTs must
 //	                                 delete; seq is the smallest object

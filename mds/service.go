@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stratafs/strata/layout"
@@ -16,11 +17,12 @@ import (
 // ErrNotFormatted means the store holds no filesystem.
 var ErrNotFormatted = errors.New("mds: store not formatted: run strata format")
 
-// Default timings.
+// DefaultLease is the client session lease when none is configured.
+const DefaultLease = 30 * time.Second
+
 const (
-	DefaultLease  = 30 * time.Second
-	capabilityTTL = time.Hour
-	inoBatch      = 1024
+	capabilityTTL = time.Hour // lifetime of the capabilities handed out
+	inoBatch      = 1024      // inode numbers reserved per counter transaction
 )
 
 // ServiceOptions configure a Service.
@@ -59,19 +61,25 @@ type Service struct {
 	lease  time.Duration
 	kvDir  string
 	start  time.Time
+	served []uint32 // MDTs this service serves
 
-	alloc   layout.Allocator
-	inos    inoAllocator
-	targets targetTable
-	open    openTable
-	gates   inodeGates
-	truncMu inodeLocks
-	kick    chan struct{} // wakes the destroy worker
+	alloc    layout.Allocator
+	inos     inoAllocator
+	targets  targetTable
+	open     openTable
+	gates    inodeGates
+	truncMu  inodeLocks
+	dirLocks dirLocks
+	inoLocks inodeLocks
+	rootDef  rootDefaultCache
+	nextMDT  atomic.Uint64 // round robin of top-level directories
+	kick     chan struct{} // wakes the destroy worker
 }
 
 // NewService loads the filesystem's cluster record and target tables from
-// db and returns a service for it. It fails with ErrNotFormatted if the
-// store holds no filesystem.
+// db and returns a service for it, registering the MDTs it serves. It fails
+// with ErrNotFormatted if the store holds no filesystem. The caller runs
+// Background for the housekeeping (destroys, lease and orphan reaping).
 func NewService(ctx context.Context, db *kv.DB, opts ServiceOptions) (*Service, error) {
 	name, err := findFS(ctx, db, opts.FSName)
 	if err != nil {
@@ -102,9 +110,9 @@ func NewService(ctx context.Context, db *kv.DB, opts ServiceOptions) (*Service, 
 	}
 	s.start = s.now()
 	s.open.init()
-	mdts := slices.Clone(opts.MDTs)
-	if len(mdts) == 0 {
-		mdts = []uint32{0}
+	s.served = slices.Clone(opts.MDTs)
+	if len(s.served) == 0 {
+		s.served = []uint32{0}
 	}
 	err = s.db.View(ctx, func(tx kv.Txn) error {
 		t := s.newMtx(ctx, tx)
@@ -120,7 +128,7 @@ func NewService(ctx context.Context, db *kv.DB, opts ServiceOptions) (*Service, 
 	if err != nil {
 		return nil, err
 	}
-	if err := s.registerMDTs(ctx, mdts); err != nil {
+	if err := s.registerMDTs(ctx, s.served); err != nil {
 		return nil, err
 	}
 	if err := s.targets.load(ctx, s); err != nil {
@@ -214,10 +222,34 @@ type inodeGates [256]sync.RWMutex
 
 func (g *inodeGates) of(ino uint64) *sync.RWMutex { return &g[(ino^ino>>17)%uint64(len(g))] }
 
-// inodeLocks serialize truncates of one inode (punch then commit).
-type inodeLocks [64]sync.Mutex
+// inodeLocks serialize operations on one inode: truncates (punch then
+// commit, in truncMu) and single-inode transactions (in inoLocks).
+type inodeLocks [1024]sync.Mutex
 
 func (l *inodeLocks) of(ino uint64) *sync.Mutex { return &l[(ino^ino>>17)%uint64(len(l))] }
+
+// dirLocks serialize, per directory, this MDS's transactions that change
+// its entries. A lock covers many directories.
+type dirLocks [1024]sync.Mutex
+
+// lock takes the locks of dirs in a fixed order and returns the function
+// that releases them.
+func (l *dirLocks) lock(dirs ...uint64) func() {
+	idx := make([]int, 0, len(dirs))
+	for _, d := range dirs {
+		idx = append(idx, int((d^d>>17)%uint64(len(l))))
+	}
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	for _, i := range idx {
+		l[i].Lock()
+	}
+	return func() {
+		for _, i := range idx {
+			l[i].Unlock()
+		}
+	}
+}
 
 // gateHold is the one exclusive gate an operation holds while it decides
 // to destroy an inode; its body may run several times (conflict retries),

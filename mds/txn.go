@@ -2,6 +2,7 @@ package mds
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"syscall"
@@ -33,6 +34,28 @@ func (s *Service) update(ctx context.Context, fn func(t *mtx) error) error {
 		}
 		return t.flush()
 	})
+}
+
+// updateIn is update for an operation that changes the entries of dirs:
+// it holds their in-process locks across the transaction, so that the
+// operations of this MDS on one directory queue instead of failing each
+// other's commits on the directory inode they all write. Conflicts with
+// other MDSes remain possible and are retried.
+func (s *Service) updateIn(ctx context.Context, dirs []uint64, fn func(t *mtx) error) error {
+	unlock := s.dirLocks.lock(dirs...)
+	defer unlock()
+	return s.update(ctx, fn)
+}
+
+// updateInode is update for an operation that changes one inode and no
+// directory entry (size reports, closes, setattr, xattrs): it holds the
+// inode's in-process lock, so that many clients closing one shared file
+// queue instead of failing each other's commits.
+func (s *Service) updateInode(ctx context.Context, ino uint64, fn func(t *mtx) error) error {
+	mu := s.inoLocks.of(ino)
+	mu.Lock()
+	defer mu.Unlock()
+	return s.update(ctx, fn)
 }
 
 // view runs fn in a read-only snapshot.
@@ -200,3 +223,6 @@ func (t *mtx) getRecord(key []byte, v any) (bool, error) {
 	}
 	return true, decode(b, v)
 }
+
+// isErrno reports whether err carries errno.
+func isErrno(err error, errno syscall.Errno) bool { return errors.Is(err, errno) }

@@ -25,6 +25,7 @@ var (
 	ErrOSTBusy       = errors.New("oss: OST directory is in use by another process")
 	ErrIndexMismatch = errors.New("oss: OST already has a different index")
 	ErrFSMismatch    = errors.New("oss: OST belongs to another filesystem")
+	ErrNoIdentity    = errors.New("oss: OST directory has lost its identity file")
 )
 
 // Identity is what DIR/ost.json records about an OST. Index is -1 until the
@@ -50,9 +51,8 @@ type OST struct {
 	xattrWarning sync.Once // ENOTSUP on the owner xattr is logged once
 
 	handles *handleCache
+	flush   *flusher                   // closes what leaves the cache
 	shards  [objectShards]sync.RWMutex // see shardOf
-	errMu   sync.Mutex
-	lostErr map[objKey]error // write-back errors of evicted handles, reported by the next sync
 
 	stats ostCounters
 }
@@ -90,10 +90,9 @@ const DefaultHandleCache = 1024
 // that two servers never serve the same OST. Close releases it.
 func OpenOST(dir string, opts ...OSTOption) (*OST, error) {
 	o := &OST{
-		dir:     dir,
-		fs:      osFS{},
-		log:     slog.Default(),
-		lostErr: make(map[objKey]error),
+		dir: dir,
+		fs:  osFS{},
+		log: slog.Default(),
 	}
 	for _, opt := range opts {
 		opt(o)
@@ -125,6 +124,7 @@ func OpenOST(dir string, opts ...OSTOption) (*OST, error) {
 		return nil, fmt.Errorf("oss: open OST %s: %w", dir, err)
 	}
 	o.log = o.log.With("ost", dir)
+	o.flush = newFlusher(o.log)
 	return o, nil
 }
 
@@ -133,6 +133,11 @@ func (o *OST) loadIdentity() error {
 	path := filepath.Join(o.dir, identityFile)
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
+		// Objects without an identity are named in layouts by an index
+		// nobody remembers: a fresh identity would orphan them all.
+		if _, serr := os.Stat(filepath.Join(o.dir, objectsDir)); serr == nil {
+			return fmt.Errorf("oss: %s holds objects but no %s: %w", o.dir, identityFile, ErrNoIdentity)
+		}
 		id := &Identity{Index: -1, UUID: newUUID()}
 		if err := o.writeIdentity(id); err != nil {
 			return err
@@ -257,16 +262,18 @@ func (o *OST) updateIdentity(change func(*Identity) error) error {
 	return nil
 }
 
-// Close closes every cached object file, reporting the first write-back
-// error, and releases the OST directory's lock.
+// Close closes every cached object file, reporting write-back errors no
+// sync has reported, and releases the OST directory's lock. No other method
+// may run during or after Close; closing again is a no-op.
 func (o *OST) Close() error {
-	err := o.closeHandles()
-	if o.lock != nil {
-		if cerr := o.lock.Close(); err == nil {
-			err = cerr
-		}
-		o.lock = nil
+	if o.lock == nil {
+		return nil
 	}
+	err := o.closeHandles()
+	if cerr := o.lock.Close(); err == nil {
+		err = cerr
+	}
+	o.lock = nil
 	return err
 }
 

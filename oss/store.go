@@ -169,7 +169,7 @@ func (o *OST) Sync(id layout.ObjectID) error {
 	o.stats.syncs.Add(1)
 	found, err := o.withObject(Object{ID: id}, false, o.syncHandle)
 	if err == nil && !found {
-		err = o.takeLostErr(id)
+		err = o.flush.takeErr(id)
 	}
 	if err != nil {
 		return o.fail(fmt.Errorf("oss: sync %s: %w", id, err))
@@ -219,9 +219,7 @@ func (o *OST) destroy(id layout.ObjectID) error {
 	if h := o.handles.remove(id); h != nil {
 		h.f.Close()
 	}
-	o.errMu.Lock()
-	delete(o.lostErr, id)
-	o.errMu.Unlock()
+	o.flush.takeErr(id) // the data is going; so is any error writing it
 	err := o.fs.Remove(filepath.Join(o.dir, ObjectPath(id)))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -255,20 +253,19 @@ func (o *OST) fail(err error) error {
 // withObject runs fn on the object's open file, holding a shared lock on
 // the object so a concurrent Destroy waits. A missing object is created
 // first if create is set; otherwise withObject reports found false and
-// does not call fn.
+// does not call fn. Creation and use are two lock acquisitions, so a
+// Destroy may slip between them; the object is then created again, as if
+// the request had come after the Destroy.
 func (o *OST) withObject(obj Object, create bool, fn func(*handle) error) (found bool, err error) {
-	found, err = o.tryObject(obj.ID, fn)
-	if found || err != nil || !create {
-		return found, err
+	for {
+		found, err = o.tryObject(obj.ID, fn)
+		if found || err != nil || !create {
+			return found, err
+		}
+		if err := o.create(obj); err != nil {
+			return false, err
+		}
 	}
-	if err := o.create(obj); err != nil {
-		return false, err
-	}
-	found, err = o.tryObject(obj.ID, fn)
-	if !found && err == nil {
-		err = fmt.Errorf("destroyed during the request: %w", syscall.ENOENT)
-	}
-	return found, err
 }
 
 // tryObject runs fn on the object's file if it exists.
@@ -355,7 +352,7 @@ func (o *OST) ensureDir(dir, parent string) error {
 func (o *OST) cache(h *handle) *handle {
 	got, closeNow := o.handles.add(h)
 	for _, c := range closeNow {
-		o.closeHandle(c)
+		o.flush.close(c)
 	}
 	return got
 }
@@ -363,39 +360,8 @@ func (o *OST) cache(h *handle) *handle {
 // put releases a reference, closing the handle if it was evicted meanwhile.
 func (o *OST) put(h *handle) {
 	if o.handles.release(h) {
-		o.closeHandle(h)
+		o.flush.close(h)
 	}
-}
-
-// closeHandle closes an object file that left the cache. Unsynced data is
-// flushed first: once the descriptor is closed, a later fdatasync on a new
-// descriptor would not see a write-back error, so an error is recorded
-// here for the object's next sync.
-func (o *OST) closeHandle(h *handle) {
-	var err error
-	if h.dirty.Load() {
-		err = h.f.Datasync()
-	}
-	if cerr := h.f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		o.log.Error("write-back of a closed object failed; its next sync reports it", "obj", h.key, "err", err)
-		o.errMu.Lock()
-		if o.lostErr[h.key] == nil {
-			o.lostErr[h.key] = err
-		}
-		o.errMu.Unlock()
-	}
-}
-
-// takeLostErr returns and forgets the write-back error recorded for id.
-func (o *OST) takeLostErr(id layout.ObjectID) error {
-	o.errMu.Lock()
-	defer o.errMu.Unlock()
-	err := o.lostErr[id]
-	delete(o.lostErr, id)
-	return err
 }
 
 // syncHandle makes the handle's data, and the object's directory entry,
@@ -414,23 +380,16 @@ func (o *OST) syncHandle(h *handle) error {
 		}
 		h.dirSynced.Store(true)
 	}
-	return o.takeLostErr(h.key)
+	return o.flush.takeErr(h.key)
 }
 
-// closeHandles closes every cached object file, flushing unsynced data, and
-// returns the write-back errors not yet reported.
+// closeHandles closes every cached object file, flushing unsynced data,
+// stops the flusher and returns the write-back errors no sync reported.
 func (o *OST) closeHandles() error {
 	for _, h := range o.handles.drain() {
-		o.closeHandle(h)
+		o.flush.close(h)
 	}
-	o.errMu.Lock()
-	defer o.errMu.Unlock()
-	var errs []error
-	for id, err := range o.lostErr {
-		errs = append(errs, fmt.Errorf("oss: object %s: %w", id, err))
-		delete(o.lostErr, id)
-	}
-	return errors.Join(errs...)
+	return o.flush.stop()
 }
 
 // statHandle returns the attributes of an open object.

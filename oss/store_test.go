@@ -18,7 +18,7 @@ import (
 
 func openTestOST(t *testing.T, opts ...OSTOption) *OST {
 	t.Helper()
-	o, err := OpenOST(t.TempDir(), opts...)
+	o, err := OpenOST(t.TempDir(), append([]OSTOption{WithLogger(quiet)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,6 +116,22 @@ func TestIdentityCorrupt(t *testing.T) {
 	}
 	if _, err := OpenOST(dir); errors.Is(err, ErrOSTBusy) {
 		t.Fatal("failed open kept the lock")
+	}
+}
+
+func TestIdentityLost(t *testing.T) {
+	dir := t.TempDir()
+	o, err := OpenOST(dir, WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, o, obj(1, 0), 0, []byte("x"))
+	o.Close()
+	if err := os.Remove(filepath.Join(dir, identityFile)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenOST(dir); !errors.Is(err, ErrNoIdentity) {
+		t.Fatalf("open without ost.json: %v", err)
 	}
 }
 
@@ -372,26 +388,41 @@ func TestOwnerXattrErrors(t *testing.T) {
 }
 
 // TestEvictionFlushError checks that a write-back error met when an evicted
-// handle is closed is reported by the object's next sync, exactly once.
+// handle is flushed in the background is reported by the object's next
+// sync, exactly once.
 func TestEvictionFlushError(t *testing.T) {
 	fs := &faultFS{}
 	o := openTestOST(t, withFS(fs), WithHandleCache(1))
 	a := obj(4, 0)
 	mustWrite(t, o, a, 0, []byte("dirty"))
 	victim := filepath.Join(o.Dir(), ObjectPath(a.ID))
+	var once sync.Once
 	fs.set(&fs.datasync, func(path string) error {
+		err := error(nil)
 		if path == victim {
-			return syscall.EIO
+			once.Do(func() { err = syscall.EIO })
 		}
-		return nil
+		return err
 	})
 	mustWrite(t, o, obj(4, 1), 0, []byte("evicts a"))
-	fs.set(&fs.datasync, nil)
 	if err := o.Sync(a.ID); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("sync after failed eviction flush: %v", err)
 	}
 	if err := o.Sync(a.ID); err != nil {
 		t.Fatalf("error reported twice: %v", err)
+	}
+}
+
+func TestCloseReportsWriteBackError(t *testing.T) {
+	fs := &faultFS{}
+	o := openTestOST(t, withFS(fs))
+	mustWrite(t, o, obj(6, 0), 0, []byte("never synced"))
+	fs.set(&fs.datasync, always(syscall.EIO))
+	if err := o.Close(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Close: %v, want EIO", err)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
 	}
 }
 

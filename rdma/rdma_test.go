@@ -28,7 +28,7 @@ func TestDeviceForIPLoopback(t *testing.T) {
 }
 
 func TestDeviceForIPUnowned(t *testing.T) {
-	for _, ip := range []net.IP{nil, net.IPv4(192, 0, 2, 1), net.ParseIP("2001:db8::1")} {
+	for _, ip := range []net.IP{nil, net.IPv4(203, 0, 113, 254), net.ParseIP("2001:db8::1")} {
 		if dev, ok := DeviceForIP(ip); ok || dev != "" {
 			t.Errorf("DeviceForIP(%v) = %q, %v; want \"\", false", ip, dev, ok)
 		}

@@ -48,9 +48,12 @@ type helloMsg struct {
 	MAC   []byte `msgpack:"mac"`
 }
 
-// welcomeMsg is the server's proof, the reply to helloMsg.
+// welcomeMsg is the server's proof, the reply to helloMsg. It also tells the
+// client the largest request bulk the server accepts, so an oversized
+// request fails on the client instead of costing the connection.
 type welcomeMsg struct {
-	MAC []byte `msgpack:"mac"`
+	MAC     []byte `msgpack:"mac"`
+	MaxBulk int    `msgpack:"mb"`
 }
 
 // newNonce returns nonceSize random bytes.
@@ -77,50 +80,53 @@ func clientMAC(secret, ns, nc []byte) []byte { return authMAC(secret, clientLabe
 func serverMAC(secret, nc, ns []byte) []byte { return authMAC(secret, serverLabel, nc, ns) }
 
 // clientHandshake runs the client side of the handshake on a fresh
-// connection before its reader starts. Every failure is an *Error naming
-// addr.
-func clientHandshake(nc net.Conn, addr string, secret []byte, deadline time.Time) error {
+// connection before its reader starts, and returns the server's welcome.
+// Every failure is an *Error naming addr.
+func clientHandshake(nc net.Conn, addr string, secret []byte, deadline time.Time) (*welcomeMsg, error) {
 	if err := nc.SetDeadline(deadline); err != nil {
-		return localError(syscall.EIO, err, "rpc: %s: %v", addr, err)
+		return nil, localError(syscall.EIO, err, "rpc: %s: %v", addr, err)
 	}
 	h, body, err := readHandshakeFrame(nc, addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if h.status != 0 {
-		return handshakeRefused(addr, h, body)
+		return nil, handshakeRefused(addr, h, body)
 	}
 	var ch challengeMsg
 	if h.op != OpHello || h.isReply() || decodeBody(body, &ch) != nil || len(ch.Nonce) != nonceSize {
-		return localError(syscall.EPROTO, nil, "rpc: %s: handshake: unexpected opening frame (op %d)", addr, h.op)
+		return nil, localError(syscall.EPROTO, nil, "rpc: %s: handshake: unexpected opening frame (op %d)", addr, h.op)
 	}
 
 	nonce := newNonce()
 	frame, err := encodeFrame(header{op: OpHello}, &helloMsg{Nonce: nonce, MAC: clientMAC(secret, ch.Nonce, nonce)})
 	if err != nil {
-		return localError(syscall.EIO, err, "rpc: %s: handshake: %v", addr, err)
+		return nil, localError(syscall.EIO, err, "rpc: %s: handshake: %v", addr, err)
 	}
 	_, err = nc.Write(frame.Bytes())
 	putFrame(frame)
 	if err != nil {
-		return connError(addr, err)
+		return nil, connError(addr, err)
 	}
 
 	h, body, err = readHandshakeFrame(nc, addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if h.status != 0 {
-		return handshakeRefused(addr, h, body)
+		return nil, handshakeRefused(addr, h, body)
 	}
 	var w welcomeMsg
 	if h.op != OpHello || !h.isReply() || decodeBody(body, &w) != nil {
-		return localError(syscall.EPROTO, nil, "rpc: %s: handshake: unexpected reply (op %d)", addr, h.op)
+		return nil, localError(syscall.EPROTO, nil, "rpc: %s: handshake: unexpected reply (op %d)", addr, h.op)
 	}
 	if !hmac.Equal(w.MAC, serverMAC(secret, nonce, ch.Nonce)) {
-		return localError(syscall.EACCES, nil, "rpc: %s: authentication failed: server did not prove the cluster secret", addr)
+		return nil, localError(syscall.EACCES, nil, "rpc: %s: authentication failed: server did not prove the cluster secret", addr)
 	}
-	return nc.SetDeadline(time.Time{})
+	if err := nc.SetDeadline(time.Time{}); err != nil {
+		return nil, localError(syscall.EIO, err, "rpc: %s: %v", addr, err)
+	}
+	return &w, nil
 }
 
 // handshakeRefused turns the server's error reply during the handshake into

@@ -141,8 +141,12 @@ func sizeClass(n int) int {
 	return bits.Len(uint(n - 1))
 }
 
-// getBuf returns a buffer of length n, pooled when n fits a size class.
+// getBuf returns a buffer of length n, pooled when n fits a size class, and
+// nil for n == 0.
 func getBuf(n int) []byte {
+	if n == 0 {
+		return nil
+	}
 	c := sizeClass(n)
 	if c > maxClassShift {
 		return make([]byte, n)

@@ -19,7 +19,8 @@ import (
 )
 
 // Request is one incoming call. Body and Bulk are valid until the handler
-// returns.
+// returns. (They are in fact recycled only once the reply has been written,
+// so a reply may carry a slice of the request, as an echo does.)
 type Request struct {
 	Op   uint16
 	Body []byte // msgpack metadata
@@ -37,7 +38,9 @@ func (r *Request) Decode(v any) error {
 
 // Reply is a handler's answer. Body is marshalled with msgpack; Bulk is sent
 // as the bulk payload; Release, if set, is called once Bulk has been written
-// (so pooled buffers can be reused).
+// (so pooled buffers can be reused). Release is called exactly once, also
+// when the reply could not be sent; it may run on a network event loop and
+// must not block.
 type Reply struct {
 	Body    any
 	Bulk    []byte
@@ -85,7 +88,7 @@ type Server struct {
 	secret      []byte
 	maxBulk     int
 	handlers    atomic.Pointer[map[uint16]Handler]
-	handleMu    sync.Mutex   // serializes Handle's copy-on-write
+	handleMu    sync.Mutex    // serializes Handle's copy-on-write
 	slots       chan struct{} // one token per running handler
 	idleTimeout time.Duration
 	authTimeout time.Duration
@@ -94,8 +97,12 @@ type Server struct {
 	ctx      context.Context // handlers' context, cancelled by Stop
 	cancel   context.CancelFunc
 	stopping chan struct{} // closed when Stop begins
-	handling sync.WaitGroup
-	stopOnce sync.Once
+
+	loopMu     sync.RWMutex // guards queueing work on the event loops
+	loopClosed bool         // set by Stop before the engine shuts down
+	handling   sync.WaitGroup
+	stopOnce   sync.Once
+	unsent     sync.Map // *replyDone of replies queued on a loop, not yet written
 
 	mu        sync.Mutex
 	started   bool
@@ -103,6 +110,7 @@ type Server struct {
 	eng       gnet.Engine
 	runDone   chan struct{} // closed when gnet.Run returns
 	stopCtx   func() bool   // unregisters the Start context's AfterFunc
+	lnFD      int           // a duplicate of the listening socket, or -1
 	conns     map[*serverConn]struct{}
 	connCount atomic.Int64
 	inFlight  atomic.Int64
@@ -141,6 +149,7 @@ func NewServer(cfg ServerConfig) *Server {
 		cancel:      cancel,
 		stopping:    make(chan struct{}),
 		conns:       make(map[*serverConn]struct{}),
+		lnFD:        -1,
 	}
 	s.handlers.Store(&map[uint16]Handler{})
 	return s
@@ -199,11 +208,10 @@ func (s *Server) Start(ctx context.Context) error {
 			gnet.WithMulticore(true),
 			gnet.WithReuseAddr(true),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithTCPKeepAlive(time.Minute),
 			gnet.WithReadBufferCap(ioBufferCap),
 			gnet.WithWriteBufferCap(ioBufferCap),
 			gnet.WithTicker(true),
-			gnet.WithLogger(gnetLogger{s.log}),
+			gnet.WithLogger(gnetLogger{s}),
 		)
 	}()
 	select {
@@ -237,22 +245,55 @@ func (s *Server) Stop() {
 	s.stopOnce.Do(func() {
 		close(s.stopping)
 		s.mu.Lock()
-		started, eng, runDone, stopCtx := s.started, s.eng, s.runDone, s.stopCtx
+		started, eng, runDone, stopCtx, lnFD := s.started, s.eng, s.runDone, s.stopCtx, s.lnFD
+		s.lnFD = -1
 		s.mu.Unlock()
 		if stopCtx != nil {
 			stopCtx()
 		}
+		s.loopMu.Lock()
+		s.loopClosed = true
+		s.loopMu.Unlock()
 		if started {
-			// Engine.Stop polls every 500 ms for the engine to finish;
-			// waiting for gnet.Run to return is both exact and faster.
-			done, cancel := context.WithCancel(context.Background())
-			cancel()
-			_ = eng.Stop(done)
-			<-runDone
+			s.stopEngine(eng, runDone, lnFD)
 		}
 		s.cancel()
 		s.handling.Wait()
+		// gnet drops the writes still queued when its loops exit, without
+		// calling back; release their buffers here.
+		s.unsent.Range(func(k, _ any) bool {
+			k.(*replyDone).run()
+			return true
+		})
 	})
+}
+
+// stopEngine shuts gnet down and waits for gnet.Run to return.
+//
+// Stopping the engine directly races gnet's acceptor against its event
+// loops: a connection accepted while the loops exit is never registered nor
+// closed, and its client hangs. Shutting the listening socket down instead
+// makes the acceptor fail and stop the engine itself, after it has handed
+// every accepted connection to a loop (which closes it, seeing s.stopping).
+func (s *Server) stopEngine(eng gnet.Engine, runDone chan struct{}, lnFD int) {
+	if lnFD >= 0 {
+		defer syscall.Close(lnFD)
+		if err := syscall.Shutdown(lnFD, syscall.SHUT_RD); err == nil {
+			timer := time.NewTimer(time.Second)
+			defer timer.Stop()
+			select {
+			case <-runDone:
+				return
+			case <-timer.C:
+			}
+		}
+	}
+	// Engine.Stop polls every 500 ms for the engine to finish; waiting for
+	// gnet.Run to return is both exact and faster.
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = eng.Stop(done)
+	<-runDone
 }
 
 // Stats returns a snapshot of the server's counters.
@@ -267,15 +308,15 @@ func (s *Server) Stats() ServerStats {
 }
 
 // serve runs one request's handler on its own goroutine and queues the reply.
-// buf holds the request's body and bulk; it is recycled once the reply has
-// been written, so a handler may answer with a slice of the request.
-func (s *Server) serve(sc *serverConn, h Handler, op uint16, id uint64, buf []byte, bodyLen int) {
+// The request's buffers are recycled once the reply has been written, so a
+// handler may answer with a slice of the request.
+func (s *Server) serve(sc *serverConn, in *inFrame) {
 	defer s.handling.Done()
 	defer s.inFlight.Add(-1)
 	defer sc.inFlight.Add(-1)
 
-	req := &Request{Op: op, Body: buf[:bodyLen:bodyLen], Bulk: buf[bodyLen:], Peer: sc.peer}
-	rep, err := s.invoke(h, req)
+	op, id := in.h.op, in.h.id
+	rep, err := s.invoke(in.handler, &Request{Op: op, Body: in.body, Bulk: in.bulk, Peer: sc.peer})
 	<-s.slots
 
 	var release func()
@@ -285,23 +326,35 @@ func (s *Server) serve(sc *serverConn, h Handler, op uint16, id uint64, buf []by
 	frame, bulk, err := s.encodeReply(op, id, rep, err)
 	if err != nil {
 		s.log.Error("rpc: encode error reply", "op", op, "peer", sc.peer, "err", err)
-		_ = sc.c.Close()
-		putBuf(buf)
+		s.onLoop(sc.c.Close)
+		in.release()
 		if release != nil {
 			release()
 		}
 		return
 	}
 
-	done := &replyDone{frame: frame, req: buf, release: release}
+	done := &replyDone{s: s, frame: frame, req: in, release: release}
+	s.unsent.Store(done, struct{}{})
 	sc.lastActive.Store(time.Now().UnixNano())
 	iov := [][]byte{frame.Bytes()}
 	if len(bulk) > 0 {
 		iov = append(iov, bulk)
 	}
-	if werr := sc.c.AsyncWritev(iov, done.callback); werr != nil {
+	if !s.onLoop(func() error { return sc.c.AsyncWritev(iov, done.callback) }) {
 		done.run()
 	}
+}
+
+// onLoop runs fn, which queues work on a gnet event loop, unless the server
+// is stopping. gnet wakes a loop by writing to its eventfd, even after the
+// loop has closed it; by then the descriptor number may belong to another
+// file, so nothing may be queued once the engine starts shutting down. It
+// reports whether fn ran and succeeded.
+func (s *Server) onLoop(fn func() error) bool {
+	s.loopMu.RLock()
+	defer s.loopMu.RUnlock()
+	return !s.loopClosed && fn() == nil
 }
 
 // encodeReply encodes the reply frame for a handler's result; a handler
@@ -354,9 +407,10 @@ func encodeErrorFrame(op uint16, id uint64, err error) (*bytes.Buffer, error) {
 // replyDone releases a reply's buffers once gnet has written (or dropped)
 // it. It runs exactly once even if gnet both fails the write and calls back.
 type replyDone struct {
+	s       *Server
 	once    sync.Once
 	frame   *bytes.Buffer
-	req     []byte
+	req     *inFrame
 	release func()
 }
 
@@ -369,8 +423,9 @@ func (d *replyDone) callback(gnet.Conn, error) error {
 // run releases the buffers.
 func (d *replyDone) run() {
 	d.once.Do(func() {
+		d.s.unsent.Delete(d)
 		putFrame(d.frame)
-		putBuf(d.req)
+		d.req.release()
 		if d.release != nil {
 			d.release()
 		}
@@ -393,11 +448,31 @@ func localAddr(fd int) (string, error) {
 }
 
 // gnetLogger sends gnet's own log lines to the server's logger; gnet's
-// routine chatter goes to debug.
-type gnetLogger struct{ log *slog.Logger }
+// routine chatter goes to debug, and so do the errors gnet reports while the
+// server stops (stopEngine makes its acceptor fail on purpose).
+type gnetLogger struct{ s *Server }
 
-func (l gnetLogger) Debugf(format string, args ...any) { l.log.Debug("gnet: " + fmt.Sprintf(format, args...)) }
-func (l gnetLogger) Infof(format string, args ...any)  { l.log.Debug("gnet: " + fmt.Sprintf(format, args...)) }
-func (l gnetLogger) Warnf(format string, args ...any)  { l.log.Warn("gnet: " + fmt.Sprintf(format, args...)) }
-func (l gnetLogger) Errorf(format string, args ...any) { l.log.Error("gnet: " + fmt.Sprintf(format, args...)) }
-func (l gnetLogger) Fatalf(format string, args ...any) { l.log.Error("gnet: " + fmt.Sprintf(format, args...)) }
+// logf logs one gnet line at level, or at debug while the server stops.
+func (l gnetLogger) logf(level slog.Level, format string, args ...any) {
+	select {
+	case <-l.s.stopping:
+		level = slog.LevelDebug
+	default:
+	}
+	l.s.log.Log(context.Background(), level, "gnet: "+fmt.Sprintf(format, args...))
+}
+
+// Debugf logs gnet's debug chatter at debug level.
+func (l gnetLogger) Debugf(format string, args ...any) { l.logf(slog.LevelDebug, format, args...) }
+
+// Infof logs gnet's informational lines at debug level.
+func (l gnetLogger) Infof(format string, args ...any) { l.logf(slog.LevelDebug, format, args...) }
+
+// Warnf logs gnet's warnings.
+func (l gnetLogger) Warnf(format string, args ...any) { l.logf(slog.LevelWarn, format, args...) }
+
+// Errorf logs gnet's errors.
+func (l gnetLogger) Errorf(format string, args ...any) { l.logf(slog.LevelError, format, args...) }
+
+// Fatalf logs gnet's fatal errors; gnet itself decides what happens next.
+func (l gnetLogger) Fatalf(format string, args ...any) { l.logf(slog.LevelError, format, args...) }

@@ -6,6 +6,16 @@
 // Keys and values are opaque bytes; keys sort bytewise. Transactions are
 // snapshot-isolated and optimistic: a write-write conflict at commit fails
 // the transaction with ErrConflict, and DB.Update retries it with backoff.
+// Only write-write conflicts are guaranteed to be caught (TiKV checks
+// nothing else; badger also checks keys read), so an invariant that rests
+// on a key a transaction only reads must be protected by writing that key
+// too.
+//
+// The engines live in subpackages (embedded, tikv) that import this one
+// and register their URL schemes with RegisterEngine from init. A program
+// links them in with a blank import of
+// github.com/stratafs/strata/mds/kv/engines; without it Open knows no
+// scheme. The conformance suite every engine passes is in kvtest.
 package kv
 
 import (
@@ -25,13 +35,19 @@ var (
 
 // Txn is what transaction bodies see.
 type Txn interface {
-	// Get returns the value of key, or nil and no error if it is absent.
+	// Get returns the value of key, or nil and no error if it is absent. A
+	// present empty value is a non-nil empty slice. The returned slice
+	// belongs to the caller.
 	Get(ctx context.Context, key []byte) ([]byte, error)
 	// Scan calls fn for keys in [start, end) in ascending order, at most
-	// limit of them (limit <= 0: no limit), until fn returns false. The key
-	// and value slices are valid only during the call.
+	// limit of them (limit <= 0: no limit), until fn returns false. A nil
+	// end means no upper bound. The transaction's own writes are included.
+	// The key and value slices are valid only during the call; fn may call
+	// Get, Set and Delete on the same transaction, and what it writes is
+	// not visited by the rest of this scan.
 	Scan(ctx context.Context, start, end []byte, limit int, fn func(key, value []byte) bool) error
-	// Set writes key = value in this transaction.
+	// Set writes key = value in this transaction. It copies both slices, so
+	// the caller may reuse them; a nil value stores an empty value.
 	Set(key, value []byte) error
 	// Delete removes key in this transaction.
 	Delete(key []byte) error

@@ -234,8 +234,7 @@ func runMount(spec *mountSpec, mnt, logLevel string) (err error) {
 	}
 	defer c.Close()
 	srv, err := sfuse.Mount(c, mnt, sfuse.Options{
-		FSName:      spec.fsname,
-		Source:      strings.Join(spec.mds, ",") + ":/" + spec.fsname,
+		FSName:      strings.Join(spec.mds, ",") + ":/" + spec.fsname,
 		Debug:       spec.debug,
 		AllowOther:  spec.allowOther,
 		Consistency: spec.consistency,

@@ -11,4 +11,6 @@ package engines
 import (
 	// The embedded engine serves "embedded:DIR" URLs.
 	_ "github.com/stratafs/strata/mds/kv/embedded"
+	// The tikv engine serves "tikv://PD[,PD...]" URLs.
+	_ "github.com/stratafs/strata/mds/kv/tikv"
 )

@@ -24,8 +24,8 @@ import (
 	"time"
 
 	"github.com/pingcap/log"
-	tikvstore "github.com/tikv/client-go/v2/tikv"
 	"github.com/tikv/client-go/v2/testutils"
+	tikvstore "github.com/tikv/client-go/v2/tikv"
 	"github.com/tikv/client-go/v2/txnkv"
 	"go.uber.org/zap/zapcore"
 

@@ -40,35 +40,106 @@ const maxScanBatch = 256
 
 // Scan iterates [start, end) in key order, this transaction's own writes
 // included. A nil end means no upper bound.
+//
+// It does not use KVTxn.Iter: client-go's write-buffer iterators go wrong
+// (revisiting keys) when the buffer changes under them, and fn may write.
+// Instead the buffered writes in range are copied first, as badger does,
+// and merged with a streaming scan of the TiKV snapshot; so writes fn
+// makes are not seen by the rest of the scan.
 func (x *txn) Scan(ctx context.Context, start, end []byte, limit int, fn func(key, value []byte) bool) error {
 	if end != nil && bytes.Compare(start, end) >= 0 {
 		return nil
+	}
+	buffered, err := x.bufferedWrites(start, end)
+	if err != nil {
+		return mapErr("scan", err)
 	}
 	batch := maxScanBatch
 	if limit > 0 && limit < batch {
 		batch = max(limit, 2)
 	}
-	x.t.GetSnapshot().SetScanBatchSize(batch)
-	it, err := x.t.Iter(start, end)
+	snap := x.t.GetSnapshot()
+	snap.SetScanBatchSize(batch)
+	stored, err := snap.Iter(start, end)
 	if err != nil {
 		return mapErr("scan", err)
 	}
-	defer it.Close()
-	for n := 0; it.Valid(); {
+	defer stored.Close()
+
+	for n := 0; len(buffered) > 0 || stored.Valid(); {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if !fn(it.Key(), decodeValue(it.Value())) {
-			return nil
+		fromBuffer, fromStore := len(buffered) > 0, stored.Valid()
+		if fromBuffer && fromStore {
+			c := bytes.Compare(buffered[0].key, stored.Key())
+			fromBuffer, fromStore = c <= 0, c >= 0
 		}
-		if n++; limit > 0 && n >= limit {
-			return nil
+		var key, value []byte
+		if fromBuffer {
+			key, value = buffered[0].key, buffered[0].value
+		} else {
+			key, value = stored.Key(), stored.Value()
 		}
-		if err := it.Next(); err != nil {
-			return mapErr("scan", err)
+		// An empty value in the buffer is this transaction's delete.
+		if !fromBuffer || len(value) > 0 {
+			if !fn(key, decodeValue(value)) {
+				return nil
+			}
+			if n++; limit > 0 && n >= limit {
+				return nil
+			}
+		}
+		if fromBuffer {
+			buffered = buffered[1:]
+		}
+		if fromStore {
+			if err := stored.Next(); err != nil {
+				return mapErr("scan", err)
+			}
 		}
 	}
 	return nil
+}
+
+// bufferedWrite is one of this transaction's writes, copied out of
+// client-go's write buffer; an empty value is a delete.
+type bufferedWrite struct{ key, value []byte }
+
+// bufferedWrites copies this transaction's writes in [start, end), in key
+// order. A read-only transaction has none, so a View scan costs nothing
+// here.
+func (x *txn) bufferedWrites(start, end []byte) ([]bufferedWrite, error) {
+	if x.t.Len() == 0 {
+		return nil, nil
+	}
+	it, err := x.t.GetMemBuffer().Iter(start, end)
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var (
+		writes []bufferedWrite
+		arena  []byte
+	)
+	for it.Valid() {
+		writes = append(writes, bufferedWrite{key: it.Key(), value: it.Value()})
+		arena = append(arena, it.Key()...)
+		arena = append(arena, it.Value()...)
+		if err := it.Next(); err != nil {
+			return nil, err
+		}
+	}
+	// One allocation for all the copies; slice them out once it is done
+	// growing.
+	off := 0
+	for i := range writes {
+		k, v := len(writes[i].key), len(writes[i].value)
+		writes[i].key = arena[off : off+k : off+k]
+		writes[i].value = arena[off+k : off+k+v : off+k+v]
+		off += k + v
+	}
+	return writes, nil
 }
 
 // Set writes key = value; client-go copies both into its write buffer.

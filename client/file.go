@@ -1,0 +1,500 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/stratafs/strata/layout"
+	"github.com/stratafs/strata/proto"
+)
+
+// File is an open regular file: an MDS open handle, a capability for the
+// file's objects and the striped I/O engine. ReadAt and WriteAt may be called
+// concurrently; Read, Write and Seek share a file position as os.File does.
+//
+// Writes are buffered (write-behind) unless the client is strict, the write
+// bound is negative, or the file was opened with O_SYNC, O_DSYNC or O_DIRECT.
+// The first write error is remembered and returned by Flush, Sync, Close and
+// every later write.
+type File struct {
+	c       *Client
+	in      *inode
+	ino     uint64
+	handle  uint64
+	session uint64
+	flags   int
+	cred    proto.Cred
+	attr    proto.Attr // at open
+	ra      *readAhead // nil when the file reads without readahead
+
+	capMu     sync.Mutex
+	cap       proto.Capability
+	capIssued time.Time
+
+	posMu sync.Mutex
+	pos   int64
+
+	closed atomic.Bool
+	once   sync.Once
+	err    error // Close's result
+}
+
+// capMargin is how long before expiry a capability is refreshed; a shorter
+// lived capability is refreshed after three quarters of its life.
+const capMargin = 10 * time.Second
+
+// newFile wraps an open reply.
+func (c *Client) newFile(cred proto.Cred, flags int, resp *proto.OpenResp) *File {
+	f := &File{
+		c:         c,
+		ino:       resp.Attr.Ino,
+		handle:    resp.Handle,
+		session:   c.sessionID(),
+		flags:     flags,
+		cred:      cred,
+		attr:      resp.Attr,
+		cap:       resp.Cap,
+		capIssued: time.Now(),
+	}
+	f.in = c.acquireInode(f, resp)
+	if c.cfg.ReadAhead > 0 && !c.strict && flags&syscall.O_DIRECT == 0 && f.canRead() {
+		f.ra = newReadAhead(f, c.cfg.ReadAhead, &resp.Layout)
+	}
+	return f
+}
+
+// Ino returns the file's inode number.
+func (f *File) Ino() uint64 { return f.ino }
+
+// Handle returns the MDS's open handle, for requests made on behalf of this
+// open file (ftruncate through Client.Setattr).
+func (f *File) Handle() uint64 { return f.handle }
+
+// Flags returns the O_* flags the file was opened with.
+func (f *File) Flags() int { return f.flags }
+
+// Attr returns the attributes the MDS reported at open.
+func (f *File) Attr() proto.Attr { return f.attr }
+
+// Layout returns the file's layout.
+func (f *File) Layout() layout.Layout {
+	f.in.mu.Lock()
+	defer f.in.mu.Unlock()
+	return f.in.lay
+}
+
+// Size returns the file size as this client knows it: the larger of the MDS
+// size (at open or the last Getattr) and the end of this client's writes.
+func (f *File) Size() int64 {
+	f.in.mu.Lock()
+	defer f.in.mu.Unlock()
+	return f.in.size()
+}
+
+func (f *File) canRead() bool  { return f.flags&syscall.O_ACCMODE != syscall.O_WRONLY }
+func (f *File) canWrite() bool { return f.flags&syscall.O_ACCMODE != syscall.O_RDONLY }
+
+// syncWrites reports whether writes bypass the write-behind buffer.
+func (f *File) syncWrites() bool {
+	return f.c.strict || f.c.cfg.WriteBehind < 0 || f.flags&(syscall.O_SYNC|syscall.O_DSYNC|syscall.O_DIRECT) != 0
+}
+
+// durableWrites reports whether each write must be on stable storage before
+// it returns (O_SYNC, O_DSYNC, O_DIRECT).
+func (f *File) durableWrites() bool {
+	return f.flags&(syscall.O_SYNC|syscall.O_DSYNC|syscall.O_DIRECT) != 0
+}
+
+// ReadAt reads len(p) bytes at off. Holes and bytes past an object's end
+// read as zeros up to the file size; it never returns bytes beyond the size
+// and returns io.EOF when it stops short there.
+func (f *File) ReadAt(p []byte, off int64) (int, error) {
+	if f.closed.Load() {
+		return 0, ErrClosed
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("client: read %#x at %d: %w", f.ino, off, syscall.EINVAL)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	size := f.Size()
+	if f.c.strict && off+int64(len(p)) > size {
+		// Another client's extending writes are at the MDS once written.
+		if _, err := f.c.Getattr(f.c.bg, f.ino); err != nil {
+			return 0, err
+		}
+		size = f.Size()
+	}
+	if off >= size {
+		return 0, io.EOF
+	}
+	n := int(min(int64(len(p)), size-off))
+	var err error
+	if f.ra != nil {
+		err = f.ra.read(p[:n], off)
+	} else {
+		err = f.readDirect(p[:n], off)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// readDirect reads p at off from the OSSes, after this client's buffered
+// writes to the range.
+func (f *File) readDirect(p []byte, off int64) error {
+	f.in.flushRange(off, off+int64(len(p)))
+	return f.transfer(f.c.bg, false, p, off, false)
+}
+
+// WriteAt writes p at off. On a file opened with O_APPEND it writes at the
+// end of the file instead, as pwrite(2) does on Linux.
+func (f *File) WriteAt(p []byte, off int64) (int, error) {
+	if f.closed.Load() {
+		return 0, ErrClosed
+	}
+	if !f.canWrite() {
+		return 0, fmt.Errorf("client: write %#x: not open for writing: %w", f.ino, syscall.EBADF)
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("client: write %#x at %d: %w", f.ino, off, syscall.EINVAL)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	in := f.in
+	in.mu.Lock()
+	if err := in.err; err != nil {
+		in.mu.Unlock()
+		return 0, err
+	}
+	if f.flags&syscall.O_APPEND != 0 {
+		// Reserve the range so that appends through this client do not
+		// overlap; appends from other clients are not ordered with these.
+		off = in.size()
+		in.writeEnd = off + int64(len(p))
+	}
+	in.mu.Unlock()
+	if f.syncWrites() {
+		if err := f.writeSync(p, off); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return in.bufferWrite(f, p, off)
+}
+
+// writeSync writes p at off straight to the OSSes and, where the mode asks
+// for it, reports an extended size to the MDS before returning.
+func (f *File) writeSync(p []byte, off int64) error {
+	in := f.in
+	end := off + int64(len(p))
+	in.flushRange(off, end)
+	in.mu.Lock()
+	in.invalidateLocked(off, end)
+	in.mu.Unlock()
+	durable := f.durableWrites()
+	if err := f.transfer(f.c.bg, true, p, off, durable); err != nil {
+		in.mu.Lock()
+		in.recordErr(err)
+		in.mu.Unlock()
+		return err
+	}
+	in.mu.Lock()
+	extends := end > in.mdsSize
+	in.noteWrite(end)
+	in.mu.Unlock()
+	if extends && (f.c.strict || f.flags&(syscall.O_SYNC|syscall.O_DSYNC) != 0) {
+		return f.reportSize(f.c.bg, f.flags&(syscall.O_SYNC|syscall.O_DSYNC) != 0)
+	}
+	return nil
+}
+
+// Read reads from the file position and advances it.
+func (f *File) Read(p []byte) (int, error) {
+	f.posMu.Lock()
+	defer f.posMu.Unlock()
+	n, err := f.ReadAt(p, f.pos)
+	f.pos += int64(n)
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
+	return n, err
+}
+
+// Write writes at the file position (at the end with O_APPEND) and advances it.
+func (f *File) Write(p []byte) (int, error) {
+	f.posMu.Lock()
+	defer f.posMu.Unlock()
+	if f.flags&syscall.O_APPEND != 0 {
+		n, err := f.WriteAt(p, 0)
+		f.pos = f.Size()
+		return n, err
+	}
+	n, err := f.WriteAt(p, f.pos)
+	f.pos += int64(n)
+	return n, err
+}
+
+// Seek sets the file position for Read and Write as io.Seeker describes.
+func (f *File) Seek(offset int64, whence int) (int64, error) {
+	f.posMu.Lock()
+	defer f.posMu.Unlock()
+	var base int64
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		base = f.pos
+	case io.SeekEnd:
+		base = f.Size()
+	default:
+		return 0, fmt.Errorf("client: seek whence %d: %w", whence, syscall.EINVAL)
+	}
+	if base+offset < 0 {
+		return 0, fmt.Errorf("client: seek to %d: %w", base+offset, syscall.EINVAL)
+	}
+	f.pos = base + offset
+	return f.pos, nil
+}
+
+// Truncate sets the file size, as ftruncate(2) on this open file.
+func (f *File) Truncate(size int64) error {
+	if f.closed.Load() {
+		return ErrClosed
+	}
+	if size < 0 {
+		return fmt.Errorf("client: truncate %#x to %d: %w", f.ino, size, syscall.EINVAL)
+	}
+	_, err := f.c.Setattr(f.c.bg, f.cred, f.ino, proto.SetattrReq{Valid: proto.SetSize, Size: uint64(size), Handle: f.handle})
+	return err
+}
+
+// Flush sends every buffered write of the file to the OSSes, waits for them
+// and reports the written size to the MDS, so that a client opening the file
+// next sees the data. It returns the first write error of the file.
+func (f *File) Flush() error {
+	if f.closed.Load() {
+		return ErrClosed
+	}
+	if err := f.in.flushAll(); err != nil {
+		return err
+	}
+	return f.reportSize(f.c.bg, false)
+}
+
+// Sync makes the file's data and size durable (fsync): it flushes, syncs
+// every object written since the last Sync, then has the MDS record the size
+// durably.
+func (f *File) Sync() error {
+	if f.closed.Load() {
+		return ErrClosed
+	}
+	in := f.in
+	if err := in.flushAll(); err != nil {
+		return err
+	}
+	in.mu.Lock()
+	objs := in.written
+	in.written = map[layout.Object]proto.ObjRef{}
+	w := in.writerLocked(f)
+	in.mu.Unlock()
+	if err := w.syncObjects(f.c.bg, objs); err != nil {
+		in.mu.Lock()
+		for k, v := range objs {
+			in.written[k] = v
+		}
+		in.mu.Unlock()
+		return err
+	}
+	return f.reportSize(f.c.bg, true)
+}
+
+// syncObjects sends OpObjSync for every object, in parallel.
+func (f *File) syncObjects(ctx context.Context, objs map[layout.Object]proto.ObjRef) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	for _, ref := range objs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := f.objCall(ctx, ref, func(cp proto.Capability, addr string) error {
+				return f.c.rpc.Call(ctx, addr, proto.OpObjSync, &proto.ObjSyncReq{Cap: cp, Obj: ref}, nil)
+			})
+			if err != nil {
+				mu.Lock()
+				if first == nil {
+					first = fmt.Errorf("client: sync object %s on OST %d: %w", ref.ID, ref.OST, err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+// reportSize tells the MDS the largest end written through this client and
+// the time of the last write, if any write is unreported (or, with sync, not
+// yet durable at the MDS). It goes through a handle open for writing when f
+// is not one.
+func (f *File) reportSize(ctx context.Context, sync bool) error {
+	in := f.in
+	in.mu.Lock()
+	if !in.unreported && !(sync && in.unsynced) {
+		in.mu.Unlock()
+		return nil
+	}
+	w := in.writerLocked(f)
+	req := proto.SetSizeReq{Ino: f.ino, Handle: w.handle, Size: uint64(in.writeEnd), Mtime: in.lastWrite, Sync: sync}
+	wasUnreported, wasUnsynced := in.unreported, in.unsynced
+	in.unreported = false
+	if sync {
+		in.unsynced = false
+	}
+	in.mu.Unlock()
+	var resp proto.AttrResp
+	if err := f.c.mdsCall(ctx, f.ino, proto.OpSetSize, &req, &resp); err != nil {
+		in.mu.Lock()
+		in.unreported = in.unreported || wasUnreported
+		in.unsynced = in.unsynced || wasUnsynced
+		in.mu.Unlock()
+		return fmt.Errorf("client: report size of %#x: %w", f.ino, err)
+	}
+	in.mu.Lock()
+	in.mdsSize = int64(resp.Attr.Size)
+	in.mu.Unlock()
+	return nil
+}
+
+// Close flushes the file, releases the MDS handle with the written size and
+// returns the first error met (a buffered write's included). Closing twice
+// returns the first result.
+func (f *File) Close() error {
+	f.once.Do(func() {
+		in := f.in
+		err := in.flushAll()
+		in.mu.Lock()
+		// Only a handle open for writing reports writes; one is open
+		// while any are unreported, since only such handles write.
+		req := proto.CloseReq{Session: f.session, Ino: f.ino, Handle: f.handle}
+		if f.canWrite() && in.unreported {
+			req.Wrote, req.Size, req.Mtime = true, uint64(in.writeEnd), in.lastWrite
+			in.unreported = false
+		}
+		in.mu.Unlock()
+		f.closed.Store(true)
+		f.ra.close()
+		var resp proto.AttrResp
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if cerr := f.c.mdsCall(ctx, f.ino, proto.OpClose, &req, &resp); cerr != nil && err == nil {
+			err = fmt.Errorf("client: close %#x: %w", f.ino, cerr)
+		} else if cerr == nil {
+			in.mu.Lock()
+			in.mdsSize = int64(resp.Attr.Size)
+			in.mu.Unlock()
+		}
+		f.c.releaseInode(in, f)
+		f.err = err
+	})
+	return f.err
+}
+
+// capability returns a capability for the file's objects, refreshing it
+// from the MDS when it is about to expire or when it is the capability
+// rejected (an OSS said it had expired; nil otherwise). Requests that were
+// rejected together cause one refresh.
+func (f *File) capability(ctx context.Context, rejected *proto.Capability) (proto.Capability, error) {
+	f.capMu.Lock()
+	defer f.capMu.Unlock()
+	expiry := time.Unix(0, f.cap.Expiry)
+	margin := min(capMargin, expiry.Sub(f.capIssued)/4)
+	stale := rejected != nil && rejected.Expiry == f.cap.Expiry
+	if !stale && time.Until(expiry) > margin {
+		return f.cap, nil
+	}
+	var resp proto.GetCapResp
+	req := proto.GetCapReq{Session: f.session, Ino: f.ino, Handle: f.handle}
+	if err := f.c.mdsCall(ctx, f.ino, proto.OpGetCap, &req, &resp); err != nil {
+		return proto.Capability{}, fmt.Errorf("client: refresh capability of %#x: %w", f.ino, err)
+	}
+	f.cap, f.capIssued = resp.Cap, time.Now()
+	return f.cap, nil
+}
+
+// objCall runs one object request with the file's capability against the
+// OSS serving ref's OST. It refreshes the capability once when the OSS finds
+// it expired and retries transport failures twice with a short backoff.
+func (f *File) objCall(ctx context.Context, ref proto.ObjRef, call func(cp proto.Capability, addr string) error) error {
+	refreshed := false
+	for attempt := 0; ; attempt++ {
+		cp, err := f.capability(ctx, nil)
+		if err != nil {
+			return err
+		}
+		addr, err := f.c.ossFor(ctx, ref.OST)
+		if err != nil {
+			return err
+		}
+		err = call(cp, addr)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, syscall.EKEYEXPIRED) && !refreshed:
+			refreshed = true
+			if _, rerr := f.capability(ctx, &cp); rerr != nil {
+				return rerr
+			}
+		case transient(err) && attempt < 2 && ctx.Err() == nil:
+			time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
+		default:
+			return err
+		}
+	}
+}
+
+// writeObject writes data at objOff in one object.
+func (f *File) writeObject(ctx context.Context, ref proto.ObjRef, objOff int64, data []byte, sync bool) error {
+	err := f.objCall(ctx, ref, func(cp proto.Capability, addr string) error {
+		req := proto.ObjWriteReq{Cap: cp, Obj: ref, Offset: objOff, Sync: sync}
+		var resp proto.ObjWriteResp
+		_, err := f.c.rpc.CallBulk(ctx, addr, proto.OpObjWrite, &req, data, &resp, nil)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("client: write %d bytes at %d of object %s on OST %d: %w", len(data), objOff, ref.ID, ref.OST, err)
+	}
+	return nil
+}
+
+// readObject reads len(p) bytes at objOff of one object; what the object
+// does not hold (a hole past its end, a missing object) reads as zeros.
+func (f *File) readObject(ctx context.Context, ref proto.ObjRef, objOff int64, p []byte) error {
+	var n int
+	err := f.objCall(ctx, ref, func(cp proto.Capability, addr string) error {
+		req := proto.ObjReadReq{Cap: cp, Obj: ref, Offset: objOff, Length: int64(len(p))}
+		var resp proto.ObjReadResp
+		var err error
+		n, err = f.c.rpc.CallBulk(ctx, addr, proto.OpObjRead, &req, nil, &resp, p)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("client: read %d bytes at %d of object %s on OST %d: %w", len(p), objOff, ref.ID, ref.OST, err)
+	}
+	clear(p[n:])
+	return nil
+}

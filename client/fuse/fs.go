@@ -1,0 +1,466 @@
+package fuse
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"syscall"
+	"time"
+
+	gofuse "github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/stratafs/strata/client"
+	"github.com/stratafs/strata/proto"
+)
+
+// Timeouts of the kernel's entry and attribute caches in close-to-open mode;
+// strict mode uses 0.
+const (
+	entryTimeout = time.Second
+	attrTimeout  = time.Second
+)
+
+// fileSystem serves the FUSE protocol for one mount. Operations it does not
+// implement answer ENOSYS through the embedded default.
+type fileSystem struct {
+	gofuse.RawFileSystem
+
+	c      *client.Client
+	opts   Options
+	log    *slog.Logger
+	root   uint64 // the Strata root inode, which the kernel calls node 1
+	strict bool
+
+	nodesMu sync.Mutex
+	nodes   map[uint64]*node // by Strata inode number
+
+	handlesMu  sync.Mutex
+	nextHandle uint64
+	files      map[uint64]*client.File
+	dirs       map[uint64]*dirHandle
+
+	groups groupCache
+	server *gofuse.Server // for notifications to the kernel; set by Init
+}
+
+var _ gofuse.RawFileSystem = (*fileSystem)(nil)
+
+// node is what the mount remembers about an inode the kernel holds.
+type node struct {
+	lookups uint64
+	// What the last open saw, for close-to-open validation of the
+	// kernel's cached pages.
+	opened      bool
+	dataVersion uint64
+	size        uint64
+	mtime       int64
+	// The attributes last handed to the kernel, for fstat of a directory
+	// that was removed while open.
+	attr proto.Attr
+}
+
+func newFileSystem(c *client.Client, opts Options) *fileSystem {
+	return &fileSystem{
+		RawFileSystem: gofuse.NewDefaultRawFileSystem(),
+		c:             c,
+		opts:          opts,
+		log:           c.Logger(),
+		root:          c.Root(),
+		strict:        opts.Consistency == client.Strict,
+		nodes:         map[uint64]*node{},
+		files:         map[uint64]*client.File{},
+		dirs:          map[uint64]*dirHandle{},
+	}
+}
+
+// String names the filesystem type.
+func (fs *fileSystem) String() string { return "strata" }
+
+// ino returns the Strata inode of a FUSE node id. Node 1 is the root; the
+// Strata inode numbered 1, if it is not the root, takes the root's number.
+func (fs *fileSystem) ino(nodeID uint64) uint64 {
+	switch nodeID {
+	case gofuse.FUSE_ROOT_ID:
+		return fs.root
+	case fs.root:
+		return gofuse.FUSE_ROOT_ID
+	}
+	return nodeID
+}
+
+// nodeID returns the FUSE node id of a Strata inode (the same swap).
+func (fs *fileSystem) nodeID(ino uint64) uint64 { return fs.ino(ino) }
+
+// cancelCtx adapts a FUSE request's cancel channel (closed when the kernel
+// interrupts the request) to a context without a goroutine per request.
+type cancelCtx struct{ done <-chan struct{} }
+
+func (c cancelCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c cancelCtx) Done() <-chan struct{}       { return c.done }
+func (c cancelCtx) Value(any) any               { return nil }
+
+func (c cancelCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.Canceled
+	default:
+		return nil
+	}
+}
+
+func ctxOf(cancel <-chan struct{}) context.Context { return cancelCtx{done: cancel} }
+
+// cred returns the identity of the process behind a request.
+func (fs *fileSystem) cred(h *gofuse.InHeader) proto.Cred {
+	return proto.Cred{Uid: h.Uid, Gid: h.Gid, Pid: h.Pid, Groups: fs.groups.of(h.Pid, h.Uid)}
+}
+
+// status maps an error to the errno the kernel gets: the one place where
+// Strata errors become errno values.
+func (fs *fileSystem) status(op string, err error) gofuse.Status {
+	if err == nil {
+		return gofuse.OK
+	}
+	errno := client.Errno(err)
+	if errno == syscall.EIO {
+		fs.log.Warn("fuse: "+op, "err", err)
+	} else {
+		fs.log.Debug("fuse: "+op, "err", err)
+	}
+	return gofuse.Status(errno)
+}
+
+// fillAttr converts attributes for the kernel.
+func fillAttr(out *gofuse.Attr, a *proto.Attr) {
+	out.Ino = a.Ino
+	out.Size = a.Size
+	out.Blocks = a.Blocks
+	if out.Blocks == 0 && a.Size > 0 && a.IsRegular() {
+		out.Blocks = (a.Size + 511) / 512
+	}
+	out.Atime, out.Atimensec = splitTime(a.Atime)
+	out.Mtime, out.Mtimensec = splitTime(a.Mtime)
+	out.Ctime, out.Ctimensec = splitTime(a.Ctime)
+	out.Mode = a.Mode
+	out.Nlink = a.Nlink
+	out.Uid, out.Gid = a.Uid, a.Gid
+	out.Rdev = a.Rdev
+	// A large preferred I/O size makes stdio and cp use large writes,
+	// each of which is one FUSE request.
+	out.Blksize = 4096
+	if a.IsRegular() {
+		out.Blksize = 1 << 20
+	}
+}
+
+func splitTime(ns int64) (uint64, uint32) {
+	t := time.Unix(0, ns)
+	return uint64(t.Unix()), uint32(t.Nanosecond())
+}
+
+func (fs *fileSystem) timeouts() (entry, attr time.Duration) {
+	if fs.strict {
+		return 0, 0
+	}
+	return entryTimeout, attrTimeout
+}
+
+// entry fills a reply that hands the kernel a reference to an inode and
+// counts the lookup.
+func (fs *fileSystem) entry(out *gofuse.EntryOut, a *proto.Attr) {
+	et, at := fs.timeouts()
+	out.NodeId = fs.nodeID(a.Ino)
+	out.Generation = 0
+	out.SetEntryTimeout(et)
+	out.SetAttrTimeout(at)
+	fillAttr(&out.Attr, a)
+	fs.ref(a.Ino, a)
+}
+
+// attrOut fills an attribute reply.
+func (fs *fileSystem) attrOut(out *gofuse.AttrOut, a *proto.Attr) {
+	_, at := fs.timeouts()
+	out.SetTimeout(at)
+	fillAttr(&out.Attr, a)
+	fs.nodesMu.Lock()
+	if n := fs.nodes[a.Ino]; n != nil {
+		n.attr = *a
+	}
+	fs.nodesMu.Unlock()
+}
+
+// ref counts one kernel lookup of ino, with the attributes handed over.
+func (fs *fileSystem) ref(ino uint64, a *proto.Attr) {
+	fs.nodesMu.Lock()
+	defer fs.nodesMu.Unlock()
+	n := fs.nodes[ino]
+	if n == nil {
+		n = &node{}
+		fs.nodes[ino] = n
+	}
+	n.lookups++
+	n.attr = *a
+}
+
+// removedDirAttr returns the attributes of a directory that is gone at the
+// MDS but still open here (rmdir or rename over it), with no links, as a
+// local filesystem answers fstat on it.
+func (fs *fileSystem) removedDirAttr(ino uint64) (proto.Attr, bool) {
+	fs.handlesMu.Lock()
+	open := false
+	for _, d := range fs.dirs {
+		if d.ino == ino {
+			open = true
+			break
+		}
+	}
+	fs.handlesMu.Unlock()
+	if !open {
+		return proto.Attr{}, false
+	}
+	fs.nodesMu.Lock()
+	defer fs.nodesMu.Unlock()
+	n := fs.nodes[ino]
+	if n == nil || !n.attr.IsDir() {
+		return proto.Attr{}, false
+	}
+	a := n.attr
+	a.Nlink = 0
+	return a, true
+}
+
+// Forget drops nlookup kernel references to a node; the node's state goes
+// with the last.
+func (fs *fileSystem) Forget(nodeID, nlookup uint64) {
+	ino := fs.ino(nodeID)
+	fs.nodesMu.Lock()
+	defer fs.nodesMu.Unlock()
+	n := fs.nodes[ino]
+	if n == nil {
+		return
+	}
+	if n.lookups <= nlookup {
+		delete(fs.nodes, ino)
+		return
+	}
+	n.lookups -= nlookup
+}
+
+// keepCache reports whether the kernel may keep the pages it cached of a
+// file being opened with attributes a: only if the previous open on this
+// mount saw the same data version, size and mtime. It records a.
+func (fs *fileSystem) keepCache(a *proto.Attr) bool {
+	fs.nodesMu.Lock()
+	defer fs.nodesMu.Unlock()
+	n := fs.nodes[a.Ino]
+	if n == nil {
+		// The kernel holds no reference, so it has no pages either.
+		return false
+	}
+	keep := n.opened && n.dataVersion == a.DataVersion && n.size == a.Size && n.mtime == a.Mtime
+	n.opened, n.dataVersion, n.size, n.mtime = true, a.DataVersion, a.Size, a.Mtime
+	return keep
+}
+
+// Lookup finds name in a directory.
+func (fs *fileSystem) Lookup(cancel <-chan struct{}, h *gofuse.InHeader, name string, out *gofuse.EntryOut) gofuse.Status {
+	a, err := fs.c.Lookup(ctxOf(cancel), fs.cred(h), fs.ino(h.NodeId), name)
+	if err != nil {
+		return fs.status("lookup", err)
+	}
+	fs.entry(out, &a)
+	return gofuse.OK
+}
+
+// GetAttr returns an inode's attributes.
+func (fs *fileSystem) GetAttr(cancel <-chan struct{}, in *gofuse.GetAttrIn, out *gofuse.AttrOut) gofuse.Status {
+	ino := fs.ino(in.NodeId)
+	a, err := fs.c.Getattr(ctxOf(cancel), ino)
+	if errors.Is(err, syscall.ENOENT) {
+		if ra, ok := fs.removedDirAttr(ino); ok {
+			a, err = ra, nil
+		}
+	}
+	if err != nil {
+		return fs.status("getattr", err)
+	}
+	fs.attrOut(out, &a)
+	return gofuse.OK
+}
+
+// SetAttr changes mode, owner, size or times.
+func (fs *fileSystem) SetAttr(cancel <-chan struct{}, in *gofuse.SetAttrIn, out *gofuse.AttrOut) gofuse.Status {
+	var req proto.SetattrReq
+	if mode, ok := in.GetMode(); ok {
+		req.Valid |= proto.SetMode
+		req.Mode = mode
+	}
+	if uid, ok := in.GetUID(); ok {
+		req.Valid |= proto.SetUid
+		req.Uid = uid
+	}
+	if gid, ok := in.GetGID(); ok {
+		req.Valid |= proto.SetGid
+		req.Gid = gid
+	}
+	if size, ok := in.GetSize(); ok {
+		req.Valid |= proto.SetSize
+		req.Size = size
+	}
+	switch {
+	case in.Valid&gofuse.FATTR_ATIME_NOW != 0:
+		req.Valid |= proto.SetAtimeNow
+	case in.Valid&gofuse.FATTR_ATIME != 0:
+		req.Valid |= proto.SetAtime
+		req.Atime = int64(in.Atime)*1e9 + int64(in.Atimensec)
+	}
+	switch {
+	case in.Valid&gofuse.FATTR_MTIME_NOW != 0:
+		req.Valid |= proto.SetMtimeNow
+	case in.Valid&gofuse.FATTR_MTIME != 0:
+		req.Valid |= proto.SetMtime
+		req.Mtime = int64(in.Mtime)*1e9 + int64(in.Mtimensec)
+	}
+	if in.Valid&gofuse.FATTR_CTIME != 0 {
+		req.Valid |= proto.SetCtime
+		req.Ctime = int64(in.Ctime)*1e9 + int64(in.Ctimensec)
+	}
+	if fh, ok := in.GetFh(); ok && req.Valid&proto.SetSize != 0 {
+		if f := fs.file(fh); f != nil {
+			req.Handle = f.Handle()
+		}
+	}
+	a, err := fs.c.Setattr(ctxOf(cancel), fs.cred(&in.InHeader), fs.ino(in.NodeId), req)
+	if err != nil {
+		return fs.status("setattr", err)
+	}
+	fs.attrOut(out, &a)
+	return gofuse.OK
+}
+
+// Mknod creates a special or empty regular file.
+func (fs *fileSystem) Mknod(cancel <-chan struct{}, in *gofuse.MknodIn, name string, out *gofuse.EntryOut) gofuse.Status {
+	a, err := fs.c.Mknod(ctxOf(cancel), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, in.Rdev)
+	if err != nil {
+		return fs.status("mknod", err)
+	}
+	fs.entry(out, &a)
+	return gofuse.OK
+}
+
+// Mkdir creates a directory; the MDS places it.
+func (fs *fileSystem) Mkdir(cancel <-chan struct{}, in *gofuse.MkdirIn, name string, out *gofuse.EntryOut) gofuse.Status {
+	a, err := fs.c.Mkdir(ctxOf(cancel), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, -1)
+	if err != nil {
+		return fs.status("mkdir", err)
+	}
+	fs.entry(out, &a)
+	return gofuse.OK
+}
+
+// Unlink removes a non-directory.
+func (fs *fileSystem) Unlink(cancel <-chan struct{}, h *gofuse.InHeader, name string) gofuse.Status {
+	return fs.status("unlink", fs.c.Unlink(ctxOf(cancel), fs.cred(h), fs.ino(h.NodeId), name))
+}
+
+// Rmdir removes an empty directory.
+func (fs *fileSystem) Rmdir(cancel <-chan struct{}, h *gofuse.InHeader, name string) gofuse.Status {
+	return fs.status("rmdir", fs.c.Rmdir(ctxOf(cancel), fs.cred(h), fs.ino(h.NodeId), name))
+}
+
+// Rename renames an entry, with renameat2's RENAME_NOREPLACE and
+// RENAME_EXCHANGE.
+func (fs *fileSystem) Rename(cancel <-chan struct{}, in *gofuse.RenameIn, oldName, newName string) gofuse.Status {
+	var flags uint32
+	if in.Flags&unix.RENAME_NOREPLACE != 0 {
+		flags |= proto.RenameNoReplace
+	}
+	if in.Flags&unix.RENAME_EXCHANGE != 0 {
+		flags |= proto.RenameExchange
+	}
+	if in.Flags&^(unix.RENAME_NOREPLACE|unix.RENAME_EXCHANGE) != 0 {
+		return gofuse.EINVAL // RENAME_WHITEOUT is for overlay filesystems
+	}
+	err := fs.c.Rename(ctxOf(cancel), fs.cred(&in.InHeader), fs.ino(in.NodeId), oldName, fs.ino(in.Newdir), newName, flags)
+	return fs.status("rename", err)
+}
+
+// Link makes a hard link.
+func (fs *fileSystem) Link(cancel <-chan struct{}, in *gofuse.LinkIn, name string, out *gofuse.EntryOut) gofuse.Status {
+	a, err := fs.c.Link(ctxOf(cancel), fs.cred(&in.InHeader), fs.ino(in.Oldnodeid), fs.ino(in.NodeId), name)
+	if err != nil {
+		return fs.status("link", err)
+	}
+	fs.entry(out, &a)
+	return gofuse.OK
+}
+
+// Symlink creates a symbolic link linkName pointing to target.
+func (fs *fileSystem) Symlink(cancel <-chan struct{}, h *gofuse.InHeader, target, linkName string, out *gofuse.EntryOut) gofuse.Status {
+	a, err := fs.c.Symlink(ctxOf(cancel), fs.cred(h), fs.ino(h.NodeId), linkName, target)
+	if err != nil {
+		return fs.status("symlink", err)
+	}
+	fs.entry(out, &a)
+	return gofuse.OK
+}
+
+// Readlink returns a symbolic link's target.
+func (fs *fileSystem) Readlink(cancel <-chan struct{}, h *gofuse.InHeader) ([]byte, gofuse.Status) {
+	target, err := fs.c.Readlink(ctxOf(cancel), fs.ino(h.NodeId))
+	if err != nil {
+		return nil, fs.status("readlink", err)
+	}
+	return []byte(target), gofuse.OK
+}
+
+// Access checks access(2) permissions at the MDS.
+func (fs *fileSystem) Access(cancel <-chan struct{}, in *gofuse.AccessIn) gofuse.Status {
+	return fs.status("access", fs.c.Access(ctxOf(cancel), fs.cred(&in.InHeader), fs.ino(in.NodeId), in.Mask))
+}
+
+// StatFs reports filesystem-wide usage.
+func (fs *fileSystem) StatFs(cancel <-chan struct{}, h *gofuse.InHeader, out *gofuse.StatfsOut) gofuse.Status {
+	st, err := fs.c.Statfs(ctxOf(cancel))
+	if err != nil {
+		return fs.status("statfs", err)
+	}
+	bsize := st.Bsize
+	if bsize == 0 {
+		bsize = 4096
+	}
+	*out = gofuse.StatfsOut{
+		Blocks: st.Blocks, Bfree: st.Bfree, Bavail: st.Bavail,
+		Files: st.Files, Ffree: st.Ffree,
+		Bsize: bsize, Frsize: bsize, NameLen: 255,
+	}
+	return gofuse.OK
+}
+
+// Init keeps the server, to send the kernel cache invalidations.
+func (fs *fileSystem) Init(server *gofuse.Server) { fs.server = server }
+
+// staleAttrs reports whether an open found a file's size or mtime changed
+// since the kernel last got its attributes: another client wrote it.
+func (fs *fileSystem) staleAttrs(a *proto.Attr) bool {
+	fs.nodesMu.Lock()
+	defer fs.nodesMu.Unlock()
+	n := fs.nodes[a.Ino]
+	return n != nil && (n.attr.Size != a.Size || n.attr.Mtime != a.Mtime)
+}
+
+// OnUnmount closes the files the kernel left open, flushing their data.
+func (fs *fileSystem) OnUnmount() {
+	fs.handlesMu.Lock()
+	files := fs.files
+	fs.files = map[uint64]*client.File{}
+	fs.dirs = map[uint64]*dirHandle{}
+	fs.handlesMu.Unlock()
+	for _, f := range files {
+		if err := f.Close(); err != nil {
+			fs.log.Warn("fuse: close at unmount", "ino", f.Ino(), "err", err)
+		}
+	}
+}

@@ -1,0 +1,131 @@
+package fuse
+
+import (
+	"encoding/json"
+	"strings"
+
+	gofuse "github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/stratafs/strata/layout"
+	"github.com/stratafs/strata/proto"
+)
+
+// Virtual extended attributes: the control channel that lets tools such as
+// `strata getstripe` work on a mounted path without the cluster secret (see
+// docs/internals.md). They never reach the MDS's xattr store and are hidden
+// from listxattr.
+const (
+	// xattrLayout reads as the JSON of proto.GetLayoutResp; writing the
+	// JSON of a layout.Spec sets the layout (setstripe); removing it
+	// removes a directory's default.
+	xattrLayout = "user.strata.layout"
+	// xattrTargets reads as the JSON of proto.TargetsResp on any inode.
+	xattrTargets = "user.strata.targets"
+	// reservedPrefix is the namespace of virtual attributes.
+	reservedPrefix = "user.strata."
+)
+
+// virtualXattr returns the value of a virtual attribute; ok is false for a
+// name that is not one.
+func (fs *fileSystem) virtualXattr(cancel <-chan struct{}, ino uint64, name string) (value []byte, ok bool, err error) {
+	var v any
+	switch name {
+	case xattrLayout:
+		resp, err := fs.c.GetLayout(ctxOf(cancel), ino)
+		if err != nil {
+			return nil, true, err
+		}
+		v = resp
+	case xattrTargets:
+		resp, err := fs.c.Targets(ctxOf(cancel))
+		if err != nil {
+			return nil, true, err
+		}
+		v = resp
+	default:
+		return nil, false, nil
+	}
+	b, err := json.Marshal(v)
+	return b, true, err
+}
+
+// GetXAttr reads an extended attribute; with a buffer too small it returns
+// ERANGE and the size needed.
+func (fs *fileSystem) GetXAttr(cancel <-chan struct{}, h *gofuse.InHeader, name string, dest []byte) (uint32, gofuse.Status) {
+	ino := fs.ino(h.NodeId)
+	value, virtual, err := fs.virtualXattr(cancel, ino, name)
+	if !virtual {
+		value, err = fs.c.Getxattr(ctxOf(cancel), fs.cred(h), ino, name)
+	}
+	if err != nil {
+		return 0, fs.status("getxattr", err)
+	}
+	if len(dest) < len(value) {
+		return uint32(len(value)), gofuse.ERANGE
+	}
+	return uint32(copy(dest, value)), gofuse.OK
+}
+
+// ListXAttr lists extended attribute names, without the virtual ones.
+func (fs *fileSystem) ListXAttr(cancel <-chan struct{}, h *gofuse.InHeader, dest []byte) (uint32, gofuse.Status) {
+	names, err := fs.c.Listxattr(ctxOf(cancel), fs.cred(h), fs.ino(h.NodeId))
+	if err != nil {
+		return 0, fs.status("listxattr", err)
+	}
+	var buf []byte
+	for _, n := range names {
+		if strings.HasPrefix(n, reservedPrefix) {
+			continue
+		}
+		buf = append(append(buf, n...), 0)
+	}
+	if len(dest) < len(buf) {
+		return uint32(len(buf)), gofuse.ERANGE
+	}
+	return uint32(copy(dest, buf)), gofuse.OK
+}
+
+// SetXAttr writes an extended attribute; writing xattrLayout sets the layout.
+func (fs *fileSystem) SetXAttr(cancel <-chan struct{}, in *gofuse.SetXAttrIn, name string, data []byte) gofuse.Status {
+	ino := fs.ino(in.NodeId)
+	cred := fs.cred(&in.InHeader)
+	switch name {
+	case xattrLayout:
+		var spec layout.Spec
+		if err := json.Unmarshal(data, &spec); err != nil {
+			fs.log.Debug("fuse: setstripe: bad layout JSON", "ino", ino, "err", err)
+			return gofuse.EINVAL
+		}
+		if err := spec.Validate(); err != nil {
+			fs.log.Debug("fuse: setstripe: invalid layout", "ino", ino, "err", err)
+			return gofuse.EINVAL
+		}
+		_, err := fs.c.SetLayout(ctxOf(cancel), cred, ino, spec)
+		return fs.status("setstripe", err)
+	case xattrTargets:
+		return gofuse.EPERM
+	}
+	var flags uint32
+	if in.Flags&unix.XATTR_CREATE != 0 {
+		flags |= proto.XattrCreate
+	}
+	if in.Flags&unix.XATTR_REPLACE != 0 {
+		flags |= proto.XattrReplace
+	}
+	return fs.status("setxattr", fs.c.Setxattr(ctxOf(cancel), cred, ino, name, data, flags))
+}
+
+// RemoveXAttr removes an extended attribute; removing xattrLayout removes a
+// directory's default layout.
+func (fs *fileSystem) RemoveXAttr(cancel <-chan struct{}, h *gofuse.InHeader, name string) gofuse.Status {
+	ino := fs.ino(h.NodeId)
+	switch name {
+	case xattrLayout:
+		_, err := fs.c.SetLayout(ctxOf(cancel), fs.cred(h), ino, layout.Spec{})
+		return fs.status("setstripe", err)
+	case xattrTargets:
+		return gofuse.EPERM
+	}
+	return fs.status("removexattr", fs.c.Removexattr(ctxOf(cancel), fs.cred(h), ino, name))
+}

@@ -1,0 +1,175 @@
+package client
+
+import (
+	"sync"
+	"time"
+
+	"github.com/stratafs/strata/layout"
+	"github.com/stratafs/strata/proto"
+)
+
+// inode is the state that every File of one inode opened through this client
+// shares: the layout, what is known of the size, the write-behind buffer, the
+// objects written since the last fsync and the first write error. It lives
+// while at least one File of the inode is open.
+//
+// Sharing it is what makes two descriptors of one file in one process see
+// each other's writes in order: dirty data is per inode, not per handle.
+type inode struct {
+	c   *Client
+	ino uint64
+
+	mu   sync.Mutex
+	cond *sync.Cond // broadcast when write-behind chunks complete
+	lay  layout.Layout
+
+	mdsSize    int64 // the size the MDS last reported
+	writeEnd   int64 // the largest end written through this client
+	lastWrite  int64 // unix nanoseconds of the last write
+	unreported bool  // written since the size was last reported to the MDS
+	unsynced   bool  // written since the last fsync
+	err        error // the first write error; sticky until the last close
+
+	files map[*File]struct{}
+	wb    writeBehind
+	// written lists the objects written since the last fsync, which must
+	// be synced by the next one.
+	written map[layout.Object]proto.ObjRef
+}
+
+// size returns what this client knows of the file size: the MDS's size or
+// the end of its own writes, whichever is larger. Call with mu held.
+func (in *inode) size() int64 { return max(in.mdsSize, in.writeEnd) }
+
+// acquireInode returns the shared state of ino, creating it from an open's
+// reply, and registers f with it.
+func (c *Client) acquireInode(f *File, resp *proto.OpenResp) *inode {
+	c.openMu.Lock()
+	defer c.openMu.Unlock()
+	in := c.open[resp.Attr.Ino]
+	if in == nil {
+		in = &inode{
+			c:       c,
+			ino:     resp.Attr.Ino,
+			lay:     resp.Layout,
+			mdsSize: int64(resp.Attr.Size),
+			files:   map[*File]struct{}{},
+			written: map[layout.Object]proto.ObjRef{},
+		}
+		in.cond = sync.NewCond(&in.mu)
+		in.wb.init()
+		c.open[in.ino] = in
+	}
+	in.mu.Lock()
+	if resp.Layout.Gen > in.lay.Gen {
+		in.lay = resp.Layout
+	}
+	// An open's size is fresh from the MDS; this client's unreported writes
+	// are kept in writeEnd.
+	in.mdsSize = int64(resp.Attr.Size)
+	in.files[f] = struct{}{}
+	in.mu.Unlock()
+	return in
+}
+
+// releaseInode unregisters f; the state is dropped with the last File.
+func (c *Client) releaseInode(in *inode, f *File) {
+	c.openMu.Lock()
+	defer c.openMu.Unlock()
+	in.mu.Lock()
+	delete(in.files, f)
+	last := len(in.files) == 0
+	if last {
+		in.wb.stopTimer()
+	}
+	in.mu.Unlock()
+	if last && c.open[in.ino] == in {
+		delete(c.open, in.ino)
+	}
+}
+
+// openInode returns the shared state of ino if a File of it is open.
+func (c *Client) openInode(ino uint64) *inode {
+	c.openMu.Lock()
+	defer c.openMu.Unlock()
+	return c.open[ino]
+}
+
+// openInodes returns every inode with open Files.
+func (c *Client) openInodes() []*inode {
+	c.openMu.Lock()
+	defer c.openMu.Unlock()
+	out := make([]*inode, 0, len(c.open))
+	for _, in := range c.open {
+		out = append(out, in)
+	}
+	return out
+}
+
+// mergeAttr folds this client's unflushed writes into attributes fetched
+// from the MDS and records the MDS's size. It is how stat shows the size a
+// writer sees before the writer closes.
+func (in *inode) mergeAttr(a *proto.Attr) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.mdsSize = int64(a.Size)
+	if in.writeEnd > int64(a.Size) {
+		a.Size = uint64(in.writeEnd)
+	}
+	if in.unreported && in.lastWrite > a.Mtime {
+		a.Mtime = in.lastWrite
+		a.Ctime = max(a.Ctime, in.lastWrite)
+	}
+}
+
+// noteWrite records that [off, end) was written now. Call with mu held.
+func (in *inode) noteWrite(end int64) {
+	in.writeEnd = max(in.writeEnd, end)
+	in.lastWrite = time.Now().UnixNano()
+	in.unreported = true
+	in.unsynced = true
+}
+
+// truncated records that the file's size was set to size at the MDS, which
+// cut (or extended) every object accordingly. Call with no write-behind data
+// pending below the old end (Setattr flushes first).
+func (in *inode) truncated(size int64) {
+	in.mu.Lock()
+	in.mdsSize = size
+	in.writeEnd = min(in.writeEnd, size)
+	files := in.filesLocked()
+	in.mu.Unlock()
+	for _, f := range files {
+		f.ra.invalidate(size, layout.EOF)
+	}
+}
+
+// filesLocked returns the open Files. Call with mu held.
+func (in *inode) filesLocked() []*File {
+	out := make([]*File, 0, len(in.files))
+	for f := range in.files {
+		out = append(out, f)
+	}
+	return out
+}
+
+// writer returns an open File of the inode that may write, preferring f, for
+// requests that need a write capability. Call with mu held.
+func (in *inode) writerLocked(f *File) *File {
+	if f != nil && f.canWrite() {
+		return f
+	}
+	for g := range in.files {
+		if g.canWrite() {
+			return g
+		}
+	}
+	return f
+}
+
+// recordErr remembers the first write error. Call with mu held.
+func (in *inode) recordErr(err error) {
+	if in.err == nil {
+		in.err = err
+	}
+}

@@ -1,0 +1,191 @@
+// Package testcluster starts a real Strata cluster inside a test process:
+// an MDS over an embedded KV store in a temporary directory and OSSes with
+// their OSTs, all on 127.0.0.1. The client and FUSE tests and benchmarks
+// run against it.
+package testcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stratafs/strata/client"
+	"github.com/stratafs/strata/mds"
+	"github.com/stratafs/strata/oss"
+	"github.com/stratafs/strata/proto"
+	"github.com/stratafs/strata/rpc"
+)
+
+// Options shapes a cluster.
+type Options struct {
+	// OSSes and OSTsPerOSS set the object storage: OSSes servers with
+	// OSTsPerOSS OSTs each. Zero means 2 and 2.
+	OSSes, OSTsPerOSS int
+	// StripeCount and StripeSize are the filesystem's default layout;
+	// zero takes the format defaults.
+	StripeCount int32
+	StripeSize  int64
+	// Verbose sends the servers' logs to stderr.
+	Verbose bool
+}
+
+// Cluster is a running cluster.
+type Cluster struct {
+	FSName string
+	Secret []byte
+	MDS    string // the MDS address
+	OSTs   int
+
+	log    *slog.Logger
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	errs   []error
+}
+
+// Start formats and starts a cluster; it is stopped when the test ends.
+func Start(tb testing.TB, opts Options) *Cluster {
+	tb.Helper()
+	if opts.OSSes == 0 {
+		opts.OSSes = 2
+	}
+	if opts.OSTsPerOSS == 0 {
+		opts.OSTsPerOSS = 2
+	}
+	dir := tb.TempDir()
+	cl := &Cluster{FSName: "testfs", Secret: []byte("test-cluster-secret"), OSTs: opts.OSSes * opts.OSTsPerOSS}
+	cl.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if opts.Verbose {
+		cl.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cl.cancel = cancel
+	tb.Cleanup(cl.stop)
+
+	kvURL := "embedded:" + filepath.Join(dir, "kv")
+	err := mds.Format(ctx, kvURL, mds.FormatOptions{FSName: cl.FSName, StripeCount: opts.StripeCount,
+		StripeSize: opts.StripeSize, Logger: cl.log})
+	if err != nil {
+		tb.Fatalf("testcluster: format: %v", err)
+	}
+	addr := make(chan string, 1)
+	cl.run("mds", func() error {
+		return mds.Run(ctx, mds.Config{KV: kvURL, Listen: "127.0.0.1:0", Secret: cl.Secret, Logger: cl.log,
+			OnListen: func(a string) { addr <- a }})
+	})
+	select {
+	case cl.MDS = <-addr:
+	case <-time.After(30 * time.Second):
+		tb.Fatalf("testcluster: MDS did not start: %v", cl.Errs())
+	}
+	for i := range opts.OSSes {
+		var osts []string
+		for j := range opts.OSTsPerOSS {
+			d := filepath.Join(dir, fmt.Sprintf("oss%d-ost%d", i, j))
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				tb.Fatal(err)
+			}
+			osts = append(osts, d)
+		}
+		cl.run(fmt.Sprintf("oss%d", i), func() error {
+			return oss.Run(ctx, oss.Config{MDS: []string{cl.MDS}, OSTs: osts, Listen: "127.0.0.1:0",
+				Secret: cl.Secret, Logger: cl.log})
+		})
+	}
+	if err := cl.waitOSTs(ctx); err != nil {
+		tb.Fatalf("testcluster: %v (server errors: %v)", err, cl.Errs())
+	}
+	return cl
+}
+
+func (cl *Cluster) run(name string, fn func() error) {
+	cl.wg.Add(1)
+	go func() {
+		defer cl.wg.Done()
+		if err := fn(); err != nil && !errors.Is(err, context.Canceled) {
+			cl.mu.Lock()
+			cl.errs = append(cl.errs, fmt.Errorf("%s: %w", name, err))
+			cl.mu.Unlock()
+		}
+	}()
+}
+
+// Errs returns the errors the servers stopped with so far.
+func (cl *Cluster) Errs() []error {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return append([]error(nil), cl.errs...)
+}
+
+// waitOSTs waits until the MDS lists every OST as active and each OSS
+// answers for its OSTs (an OSS learns the indices of new OSTs from the
+// registration reply, just after the MDS has listed them).
+func (cl *Cluster) waitOSTs(ctx context.Context) error {
+	rc := rpc.NewClient(rpc.ClientConfig{Secret: cl.Secret, Logger: cl.log})
+	defer rc.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var resp proto.TargetsResp
+		err := rc.Call(ctx, cl.MDS, proto.OpTargets, &proto.TargetsReq{}, &resp)
+		active := 0
+		for _, o := range resp.OSTs {
+			if o.Active && o.Addr != "" {
+				active++
+			}
+		}
+		if err == nil && active == cl.OSTs && served(ctx, rc, resp.OSTs) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d OSTs active after 30s (last error %v)", active, cl.OSTs, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// served reports whether every OST's OSS answers a statfs for it.
+func served(ctx context.Context, rc *rpc.Client, osts []proto.OST) bool {
+	for _, o := range osts {
+		var st proto.OSTStatfsResp
+		if err := rc.Call(ctx, o.Addr, proto.OpOSTStatfs, &proto.OSTStatfsReq{OST: o.Index}, &st); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func (cl *Cluster) stop() {
+	cl.cancel()
+	cl.wg.Wait()
+}
+
+// Client connects a client library instance; it is closed when the test
+// ends (before the cluster stops).
+func (cl *Cluster) Client(tb testing.TB, cfg client.Config) *client.Client {
+	tb.Helper()
+	cfg.MDS = []string{cl.MDS}
+	cfg.FSName = cl.FSName
+	cfg.Secret = cl.Secret
+	if cfg.Logger == nil {
+		cfg.Logger = cl.log
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := client.New(ctx, cfg)
+	if err != nil {
+		tb.Fatalf("testcluster: client: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			tb.Errorf("testcluster: close client: %v", err)
+		}
+	})
+	return c
+}

@@ -1,0 +1,282 @@
+package mds
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/stratafs/strata/proto"
+)
+
+// Destroy worker tuning.
+const (
+	destroyPage  = 256              // queue entries read per scan
+	destroyRetry = 10 * time.Second // wait after a failed pass
+	destroyIdle  = time.Minute      // rescan even without a kick
+)
+
+// queueDestroy adds a file's objects to the destroy queue. It reports
+// whether there was anything to queue.
+func (t *mtx) queueDestroy(ino uint64, objs []proto.ObjRef) (bool, error) {
+	if len(objs) == 0 {
+		return false, nil
+	}
+	seq := objs[0].ID.Seq
+	for _, o := range objs[1:] {
+		seq = min(seq, o.ID.Seq)
+	}
+	return true, t.setRecord(t.k.destroy(ino, seq), &destroyRecord{Objs: objs, Queued: t.now})
+}
+
+// kickDestroy wakes the destroy worker.
+func (s *Service) kickDestroy() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// serves reports whether this service serves ino's MDT.
+func (s *Service) serves(ino uint64) bool { return slices.Contains(s.served, inoMDT(ino)) }
+
+// queuedDestroy is one destroy-queue entry.
+type queuedDestroy struct {
+	key []byte
+	ino uint64
+	rec destroyRecord
+}
+
+// drainDestroyQueue makes one pass over the destroy queue entries of the
+// served MDTs: it asks each OSS to delete its objects and removes the
+// entries whose objects are all gone, keeping the rest for a later pass.
+// It returns how many entries finished and how many are left.
+func (s *Service) drainDestroyQueue(ctx context.Context) (done, left int, err error) {
+	start, end := s.keys.destroyRange()
+	for {
+		var page []queuedDestroy
+		err := s.view(ctx, func(t *mtx) error {
+			var derr error
+			err := t.kv.Scan(ctx, start, end, destroyPage, func(k, v []byte) bool {
+				q := queuedDestroy{key: slices.Clone(k)}
+				if q.ino, _, derr = t.k.destroyID(k); derr != nil {
+					return false
+				}
+				if derr = decode(v, &q.rec); derr != nil {
+					return false
+				}
+				page = append(page, q)
+				return true
+			})
+			return firstErr(err, derr)
+		})
+		if err != nil {
+			return done, left, fmt.Errorf("mds: read destroy queue: %w", err)
+		}
+		for _, q := range page {
+			if !s.serves(q.ino) {
+				continue
+			}
+			remaining := s.destroyObjects(ctx, q.ino, q.rec.Objs)
+			if err := s.settleDestroy(ctx, q, remaining); err != nil {
+				return done, left, err
+			}
+			if len(remaining) == 0 {
+				done++
+			} else {
+				left++
+			}
+		}
+		if len(page) < destroyPage {
+			return done, left, nil
+		}
+		start = append(page[len(page)-1].key, 0)
+	}
+}
+
+// destroyObjects asks the OSSes to delete objs of ino, one call per OSS in
+// parallel, and returns the objects that could not be deleted.
+func (s *Service) destroyObjects(ctx context.Context, ino uint64, objs []proto.ObjRef) []proto.ObjRef {
+	byAddr := map[string][]proto.ObjRef{}
+	var failed []proto.ObjRef
+	for _, o := range objs {
+		addr, err := s.targets.addr(o.OST)
+		if err != nil {
+			failed = append(failed, o)
+			continue
+		}
+		byAddr[addr] = append(byAddr[addr], o)
+	}
+	capab := s.capability(ino, proto.RightWrite)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for addr, batch := range byAddr {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.io.Destroy(ctx, addr, capab, batch); err != nil {
+				s.log.Warn("mds: destroy objects", "ino", fmt.Sprintf("%#x", ino), "oss", addr,
+					"objects", len(batch), "err", err)
+				mu.Lock()
+				failed = append(failed, batch...)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return failed
+}
+
+// settleDestroy removes a finished queue entry or rewrites it with the
+// objects still to delete.
+func (s *Service) settleDestroy(ctx context.Context, q queuedDestroy, remaining []proto.ObjRef) error {
+	if len(remaining) == len(q.rec.Objs) {
+		return nil
+	}
+	err := s.update(ctx, func(t *mtx) error {
+		if len(remaining) == 0 {
+			return t.kv.Delete(q.key)
+		}
+		rec := q.rec
+		rec.Objs = remaining
+		return t.setRecord(q.key, &rec)
+	})
+	if err != nil {
+		return fmt.Errorf("mds: update destroy queue entry of %#x: %w", q.ino, err)
+	}
+	return nil
+}
+
+// runDestroyWorker drains the destroy queue whenever it is kicked, every
+// destroyIdle, and destroyRetry after a pass that left work, until ctx
+// ends.
+func (s *Service) runDestroyWorker(ctx context.Context) {
+	wait := time.Duration(0)
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-s.kick:
+			t.Stop()
+		case <-t.C:
+		}
+		done, left, err := s.drainDestroyQueue(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("mds: destroy queue pass failed", "err", err)
+		}
+		if done > 0 || left > 0 {
+			s.log.Debug("mds: destroy queue pass", "destroyed", done, "left", left)
+		}
+		wait = destroyIdle
+		if err != nil || left > 0 {
+			wait = destroyRetry
+		}
+	}
+}
+
+// reapOrphans destroys the orphans of the served MDTs that no handle holds
+// open: after a restart, files unlinked while open whose clients did not
+// come back to reopen them. It returns how many it destroyed.
+func (s *Service) reapOrphans(ctx context.Context) (int, error) {
+	var inos []uint64
+	err := s.view(ctx, func(t *mtx) error {
+		start, end := t.k.orphanRange()
+		var kerr error
+		err := t.kv.Scan(ctx, start, end, 0, func(k, _ []byte) bool {
+			var ino uint64
+			if ino, kerr = t.k.orphanIno(k); kerr != nil {
+				return false
+			}
+			inos = append(inos, ino)
+			return true
+		})
+		return firstErr(err, kerr)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("mds: read orphan list: %w", err)
+	}
+	n := 0
+	for _, ino := range inos {
+		if !s.serves(ino) {
+			continue
+		}
+		destroyed, err := s.reapOrphan(ctx, ino)
+		if err != nil {
+			return n, err
+		}
+		if destroyed {
+			n++
+		}
+	}
+	if n > 0 {
+		s.log.Info("mds: destroyed orphans left by clients that did not return", "count", n)
+		s.kickDestroy()
+	}
+	return n, nil
+}
+
+// reapOrphan destroys one orphan unless it is open.
+func (s *Service) reapOrphan(ctx context.Context, ino uint64) (bool, error) {
+	gate := s.gates.of(ino)
+	gate.Lock()
+	defer gate.Unlock()
+	if s.open.count(ino) > 0 {
+		return false, nil
+	}
+	destroyed := false
+	err := s.update(ctx, func(t *mtx) error {
+		destroyed = false
+		in, err := t.inode(ino)
+		if isErrno(err, syscall.ENOENT) {
+			return t.kv.Delete(t.k.orphan(ino))
+		}
+		if err != nil {
+			return err
+		}
+		if in.Nlink > 0 {
+			return t.kv.Delete(t.k.orphan(ino))
+		}
+		destroyed = true
+		_, err = s.destroyInode(t, in)
+		return err
+	})
+	return destroyed, err
+}
+
+// runOrphanReaper reaps orphans once the grace period after start (two
+// leases, time for clients to reconnect and reopen) has passed, and again
+// every grace period after.
+func (s *Service) runOrphanReaper(ctx context.Context) {
+	grace := 2 * s.lease
+	t := time.NewTimer(max(0, grace-s.now().Sub(s.start)))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := s.reapOrphans(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("mds: orphan reaper", "err", err)
+		}
+		t.Reset(grace)
+	}
+}
+
+// Background runs the service's housekeeping until ctx ends: the destroy
+// worker, the session lease reaper and the orphan reaper.
+func (s *Service) Background(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, f := range []func(context.Context){s.runDestroyWorker, s.runLeaseReaper, s.runOrphanReaper} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(ctx)
+		}()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,284 @@
+package mds
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+
+	"github.com/stratafs/strata/proto"
+)
+
+// openRights maps O_* access flags to capability rights and the permission
+// bits an open needs.
+func openRights(flags uint32) (rights uint8, mask uint32, err error) {
+	switch flags & syscall.O_ACCMODE {
+	case syscall.O_RDONLY:
+		rights, mask = proto.RightRead, mayRead
+	case syscall.O_WRONLY:
+		rights, mask = proto.RightWrite, mayWrite
+	case syscall.O_RDWR:
+		rights, mask = proto.RightRead|proto.RightWrite, mayRead|mayWrite
+	default:
+		return 0, 0, fmt.Errorf("mds: open flags %#x: %w", flags, syscall.EINVAL)
+	}
+	if flags&syscall.O_TRUNC != 0 {
+		mask |= mayWrite
+	}
+	return rights, mask, nil
+}
+
+// capability signs a capability for ino valid for capabilityTTL.
+func (s *Service) capability(ino uint64, rights uint8) proto.Capability {
+	return proto.SignCapability(s.secret, ino, rights, s.now().Add(capabilityTTL))
+}
+
+// Create creates a regular file in Parent and opens it. If the name exists,
+// it fails with EEXIST under O_EXCL and otherwise opens the existing file
+// (a non-regular one fails as Open would).
+func (s *Service) Create(ctx context.Context, req *proto.CreateReq) (*proto.OpenResp, error) {
+	if err := checkName(req.Name); err != nil {
+		return nil, err
+	}
+	rights, _, err := openRights(req.Flags)
+	if err != nil {
+		return nil, err
+	}
+	if err := req.Layout.Validate(); err != nil {
+		return nil, fmt.Errorf("mds: create %q: %w: %w", req.Name, err, syscall.EINVAL)
+	}
+	rootDef, err := s.rootDefault(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ino, err := s.newIno(ctx, inoMDT(req.Parent))
+	if err != nil {
+		return nil, err
+	}
+	// The handle exists before the inode does, so that an unlink racing
+	// with this create sees the file open and keeps it as an orphan.
+	h, err := s.open.add(req.Session, ino, req.Flags, req.Cred.Uid, rights)
+	if err != nil {
+		return nil, err
+	}
+	var resp proto.OpenResp
+	var existing uint64
+	err = s.updateIn(ctx, []uint64{req.Parent}, func(t *mtx) error {
+		existing = 0
+		if d, ok, err := t.lookup(req.Parent, req.Name); err != nil {
+			return err
+		} else if ok {
+			if req.Flags&syscall.O_EXCL != 0 {
+				return fmt.Errorf("mds: create %q in %#x: %w", req.Name, req.Parent, syscall.EEXIST)
+			}
+			existing = d.Ino
+			return nil
+		}
+		mode := proto.ModeRegular | req.Mode&modePerm
+		in, err := s.newEntry(t, &req.Cred, req.Parent, req.Name, ino, mode, func(dir, in *inode) error {
+			return s.instantiate(t, dir, in, req.Layout, rootDef)
+		})
+		if err != nil {
+			return err
+		}
+		resp.Attr, resp.Layout = in.attr(), *in.Layout
+		return nil
+	})
+	if err != nil || existing != 0 {
+		s.open.remove(h.id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if existing != 0 {
+		return s.Open(ctx, &proto.OpenReq{Cred: req.Cred, Session: req.Session, Ino: existing, Flags: req.Flags})
+	}
+	resp.Handle = h.id
+	resp.Cap = s.capability(ino, rights)
+	return &resp, nil
+}
+
+// Open opens an existing regular file, checking read and write permission
+// as the flags ask; O_TRUNC truncates it to zero.
+func (s *Service) Open(ctx context.Context, req *proto.OpenReq) (*proto.OpenResp, error) {
+	rights, mask, err := openRights(req.Flags)
+	if err != nil {
+		return nil, err
+	}
+	gate := s.gates.of(req.Ino)
+	gate.RLock()
+	h, err := s.open.add(req.Session, req.Ino, req.Flags, req.Cred.Uid, rights)
+	if err != nil {
+		gate.RUnlock()
+		return nil, err
+	}
+	var resp proto.OpenResp
+	err = s.view(ctx, func(t *mtx) error {
+		in, err := t.inode(req.Ino)
+		if err != nil {
+			return err
+		}
+		if err := checkOpenable(in); err != nil {
+			return err
+		}
+		if err := need(&req.Cred, in, mask, "open"); err != nil {
+			return err
+		}
+		resp.Attr, resp.Layout = in.attr(), *in.Layout
+		return nil
+	})
+	gate.RUnlock()
+	if err == nil && req.Flags&syscall.O_TRUNC != 0 {
+		var in *inode
+		// The open checked write permission; the truncate needs no more.
+		in, err = s.setattr(ctx, &proto.SetattrReq{Cred: req.Cred, Ino: req.Ino, Handle: h.id, Valid: proto.SetSize}, true)
+		if err == nil {
+			resp.Attr, resp.Layout = in.attr(), *in.Layout
+		}
+	}
+	if err != nil {
+		if _, err := s.release(ctx, h.id, nil); err != nil {
+			s.log.Warn("mds: release after failed open", "ino", fmt.Sprintf("%#x", req.Ino), "err", err)
+		}
+		return nil, err
+	}
+	resp.Handle = h.id
+	resp.Cap = s.capability(req.Ino, rights)
+	return &resp, nil
+}
+
+// checkOpenable refuses to open anything but a regular file.
+func checkOpenable(in *inode) error {
+	switch {
+	case in.isDir():
+		return fmt.Errorf("mds: open directory %#x: %w", in.Ino, syscall.EISDIR)
+	case in.isSymlink():
+		return fmt.Errorf("mds: open symlink %#x: %w", in.Ino, syscall.ELOOP)
+	case !in.isRegular() || in.Layout == nil:
+		return fmt.Errorf("mds: open special file %#x at the MDS: %w", in.Ino, syscall.EINVAL)
+	}
+	return nil
+}
+
+// Close releases a handle. A writer's reported size merges as a maximum and
+// its mtime, ctime and data version advance. The last close of an orphan
+// destroys it.
+func (s *Service) Close(ctx context.Context, req *proto.CloseReq) (*proto.AttrResp, error) {
+	h, err := s.open.get(req.Handle, req.Ino)
+	if err != nil {
+		return nil, err
+	}
+	if req.Session != 0 && h.session != req.Session {
+		return nil, fmt.Errorf("mds: close handle %#x of another session: %w", req.Handle, syscall.EBADF)
+	}
+	var w *proto.CloseReq
+	if req.Wrote {
+		w = req
+	}
+	attr, err := s.release(ctx, req.Handle, w)
+	if err != nil {
+		return nil, err
+	}
+	return &proto.AttrResp{Attr: attr}, nil
+}
+
+// release removes a handle from the open table, merges what its writer
+// reported (w, may be nil) and destroys the file if this was the last
+// handle of an orphan. A handle of an inode that does not exist is just
+// dropped.
+func (s *Service) release(ctx context.Context, id uint64, w *proto.CloseReq) (proto.Attr, error) {
+	h, left, ok := s.open.remove(id)
+	if !ok {
+		return proto.Attr{}, fmt.Errorf("mds: close handle %#x: %w", id, syscall.EBADF)
+	}
+	if left == 0 {
+		gate := s.gates.of(h.ino)
+		gate.Lock()
+		defer gate.Unlock()
+		left = s.open.count(h.ino)
+	}
+	var attr proto.Attr
+	queued := false
+	err := s.updateInode(ctx, h.ino, func(t *mtx) error {
+		queued = false
+		in, err := t.inode(h.ino)
+		if isErrno(err, syscall.ENOENT) {
+			// A failed open of a missing inode: nothing to release.
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if w != nil && h.rights&proto.RightWrite != 0 {
+			t.mergeWrite(in, w.Size, w.Mtime, h.uid)
+		}
+		attr = in.attr()
+		if left == 0 && in.Nlink == 0 {
+			queued, err = s.destroyInode(t, in)
+		}
+		return err
+	})
+	if queued {
+		s.kickDestroy()
+	}
+	return attr, err
+}
+
+// mergeWrite records data a client wrote: size becomes the maximum of the
+// MDS size and the writer's, mtime the writer's last write (or now), and
+// the data version advances. A write by an unprivileged opener clears the
+// set-id bits.
+func (t *mtx) mergeWrite(in *inode, size uint64, mtime int64, uid uint32) {
+	in.Size = max(in.Size, size)
+	if mtime <= 0 {
+		mtime = t.now
+	}
+	in.Mtime = mtime
+	in.DataVersion++
+	if uid != 0 {
+		killPrivs(in)
+	}
+	t.changed(in)
+}
+
+// SetSize merges a size a writer reports without closing (flush, fsync);
+// Sync makes the metadata durable before the reply.
+func (s *Service) SetSize(ctx context.Context, req *proto.SetSizeReq) (*proto.AttrResp, error) {
+	h, err := s.open.get(req.Handle, req.Ino)
+	if err != nil {
+		return nil, err
+	}
+	if h.rights&proto.RightWrite == 0 {
+		return nil, fmt.Errorf("mds: size report through read-only handle %#x: %w", req.Handle, syscall.EBADF)
+	}
+	var attr proto.Attr
+	err = s.updateInode(ctx, req.Ino, func(t *mtx) error {
+		in, err := t.inode(req.Ino)
+		if err != nil {
+			return err
+		}
+		t.mergeWrite(in, req.Size, req.Mtime, h.uid)
+		attr = in.attr()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if req.Sync {
+		if err := s.db.Sync(ctx); err != nil {
+			return nil, fmt.Errorf("mds: sync metadata of %#x: %w", req.Ino, err)
+		}
+	}
+	return &proto.AttrResp{Attr: attr}, nil
+}
+
+// GetCap returns a fresh capability for an open handle.
+func (s *Service) GetCap(ctx context.Context, req *proto.GetCapReq) (*proto.GetCapResp, error) {
+	h, err := s.open.get(req.Handle, req.Ino)
+	if err != nil {
+		return nil, err
+	}
+	if req.Session != 0 && h.session != req.Session {
+		return nil, fmt.Errorf("mds: capability for handle %#x of another session: %w", req.Handle, syscall.EBADF)
+	}
+	return &proto.GetCapResp{Cap: s.capability(h.ino, h.rights)}, nil
+}

@@ -1,0 +1,236 @@
+package mds
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/stratafs/strata/proto"
+)
+
+// session is one connected client.
+type session struct {
+	id       uint64
+	clientID string
+	expires  time.Time
+	handles  map[uint64]struct{}
+}
+
+// handle is one open of a file.
+type handle struct {
+	id      uint64
+	session uint64
+	ino     uint64
+	flags   uint32
+	uid     uint32 // opener, for the suid-clearing rule on write
+	rights  uint8
+}
+
+// openTable holds the sessions and their open handles. Sessions live only
+// in memory: after an MDS restart clients reconnect and reopen.
+type openTable struct {
+	mu         sync.Mutex
+	sessions   map[uint64]*session
+	handles    map[uint64]*handle
+	counts     map[uint64]int // open handles per inode
+	writers    map[uint64]int // handles open for writing per inode
+	nextHandle uint64
+}
+
+func (o *openTable) init() {
+	o.sessions = map[uint64]*session{}
+	o.handles = map[uint64]*handle{}
+	o.counts = map[uint64]int{}
+	o.writers = map[uint64]int{}
+	o.nextHandle = rand.Uint64() >> 1 // handles of a restarted MDS differ from the old ones
+}
+
+// count returns how many handles hold ino open.
+func (o *openTable) count(ino uint64) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.counts[ino]
+}
+
+// add opens a handle on ino for a session.
+func (o *openTable) add(sessionID, ino uint64, flags, uid uint32, rights uint8) (*handle, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ss := o.sessions[sessionID]
+	if ss == nil {
+		return nil, fmt.Errorf("mds: session %#x unknown or expired: reconnect: %w", sessionID, syscall.ENOTCONN)
+	}
+	o.nextHandle++
+	h := &handle{id: o.nextHandle, session: sessionID, ino: ino, flags: flags, uid: uid, rights: rights}
+	o.handles[h.id] = h
+	ss.handles[h.id] = struct{}{}
+	o.counts[ino]++
+	if rights&proto.RightWrite != 0 {
+		o.writers[ino]++
+	}
+	return h, nil
+}
+
+// get returns the handle id of ino, or EBADF.
+func (o *openTable) get(id, ino uint64) (handle, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	h := o.handles[id]
+	if h == nil || h.ino != ino {
+		return handle{}, fmt.Errorf("mds: handle %#x of %#x not open: %w", id, ino, syscall.EBADF)
+	}
+	return *h, nil
+}
+
+// remove closes handle id and returns it with the number of handles still
+// open on its inode.
+func (o *openTable) remove(id uint64) (handle, int, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	h := o.handles[id]
+	if h == nil {
+		return handle{}, 0, false
+	}
+	delete(o.handles, id)
+	if ss := o.sessions[h.session]; ss != nil {
+		delete(ss.handles, id)
+	}
+	o.counts[h.ino]--
+	n := o.counts[h.ino]
+	if n <= 0 {
+		delete(o.counts, h.ino)
+	}
+	if h.rights&proto.RightWrite != 0 {
+		if o.writers[h.ino]--; o.writers[h.ino] <= 0 {
+			delete(o.writers, h.ino)
+		}
+	}
+	return *h, n, true
+}
+
+// otherWriters returns how many handles other than except hold ino open
+// for writing.
+func (o *openTable) otherWriters(ino, except uint64) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := o.writers[ino]
+	if h := o.handles[except]; h != nil && h.ino == ino && h.rights&proto.RightWrite != 0 {
+		n--
+	}
+	return n
+}
+
+// Connect opens a client session.
+func (s *Service) Connect(ctx context.Context, req *proto.ConnectReq) (*proto.ConnectResp, error) {
+	if req.FSName != "" && req.FSName != s.fs.FSName {
+		return nil, fmt.Errorf("mds: client wants filesystem %q, this is %q: %w", req.FSName, s.fs.FSName, syscall.ENOENT)
+	}
+	mdts, err := s.mdtTable(ctx)
+	if err != nil {
+		return nil, err
+	}
+	o := &s.open
+	o.mu.Lock()
+	id := rand.Uint64()
+	for id == 0 || o.sessions[id] != nil {
+		id = rand.Uint64()
+	}
+	o.sessions[id] = &session{id: id, clientID: req.ClientID, expires: s.now().Add(s.lease), handles: map[uint64]struct{}{}}
+	o.mu.Unlock()
+	s.log.Info("mds: client connected", "session", fmt.Sprintf("%#x", id), "client", req.ClientID)
+	return &proto.ConnectResp{
+		Session:     id,
+		LeaseMillis: s.lease.Milliseconds(),
+		FSName:      s.fs.FSName,
+		Root:        RootIno,
+		MDTs:        mdts,
+		OSTs:        s.targets.list(s.now()),
+		Defaults:    s.fs.Default,
+	}, nil
+}
+
+// Renew extends a session's lease and returns the current OST table.
+func (s *Service) Renew(ctx context.Context, req *proto.RenewReq) (*proto.RenewResp, error) {
+	o := &s.open
+	o.mu.Lock()
+	ss := o.sessions[req.Session]
+	if ss != nil {
+		ss.expires = s.now().Add(s.lease)
+	}
+	o.mu.Unlock()
+	if ss == nil {
+		return nil, fmt.Errorf("mds: renew session %#x: unknown or expired: %w", req.Session, syscall.ENOTCONN)
+	}
+	return &proto.RenewResp{OSTs: s.targets.list(s.now())}, nil
+}
+
+// Disconnect ends a session, closing its open handles.
+func (s *Service) Disconnect(ctx context.Context, req *proto.DisconnectReq) error {
+	return s.endSession(ctx, req.Session, "disconnect")
+}
+
+// endSession closes every handle of a session and forgets it.
+func (s *Service) endSession(ctx context.Context, id uint64, why string) error {
+	o := &s.open
+	o.mu.Lock()
+	ss := o.sessions[id]
+	var ids []uint64
+	if ss != nil {
+		for h := range ss.handles {
+			ids = append(ids, h)
+		}
+	}
+	o.mu.Unlock()
+	if ss == nil {
+		return nil
+	}
+	var closeErr error
+	for _, h := range ids {
+		if _, err := s.release(ctx, h, nil); err != nil && closeErr == nil {
+			closeErr = err
+		}
+	}
+	o.mu.Lock()
+	if len(ss.handles) == 0 {
+		delete(o.sessions, id)
+	}
+	o.mu.Unlock()
+	s.log.Info("mds: session ended", "session", fmt.Sprintf("%#x", id), "client", ss.clientID,
+		"reason", why, "handles", len(ids))
+	return closeErr
+}
+
+// reapSessions ends the sessions whose lease expired before now.
+func (s *Service) reapSessions(ctx context.Context, now time.Time) {
+	o := &s.open
+	o.mu.Lock()
+	var expired []uint64
+	for id, ss := range o.sessions {
+		if now.After(ss.expires) {
+			expired = append(expired, id)
+		}
+	}
+	o.mu.Unlock()
+	for _, id := range expired {
+		if err := s.endSession(ctx, id, "lease expired"); err != nil {
+			s.log.Warn("mds: closing handles of expired session", "session", fmt.Sprintf("%#x", id), "err", err)
+		}
+	}
+}
+
+// runLeaseReaper ends expired sessions until ctx ends.
+func (s *Service) runLeaseReaper(ctx context.Context) {
+	tick := time.NewTicker(max(s.lease/4, 100*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			s.reapSessions(ctx, s.now())
+		}
+	}
+}

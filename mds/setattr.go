@@ -1,0 +1,200 @@
+package mds
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"syscall"
+
+	"github.com/stratafs/strata/layout"
+	"github.com/stratafs/strata/proto"
+)
+
+// punchParallel bounds the object punches of one truncate in flight.
+const punchParallel = 16
+
+// Setattr changes attributes, enforcing who may change what: chmod by the
+// owner or root (dropping setgid for a caller outside the file's group),
+// chown by root only (the owner may change the group to one of his), a size
+// change by a writer or through a handle open for writing, times set to now
+// by the owner or a writer and explicit times by the owner or root. A size
+// change truncates the file's objects before it commits, so a crash never
+// exposes stale data past the new end.
+func (s *Service) Setattr(ctx context.Context, req *proto.SetattrReq) (*proto.AttrResp, error) {
+	in, err := s.setattr(ctx, req, false)
+	if err != nil {
+		return nil, err
+	}
+	return &proto.AttrResp{Attr: in.attr()}, nil
+}
+
+// setattr is Setattr; trusted skips the size permission checks, for
+// open(O_TRUNC), which made its own.
+func (s *Service) setattr(ctx context.Context, req *proto.SetattrReq, trusted bool) (*inode, error) {
+	viaHandle := trusted
+	if req.Valid&proto.SetSize != 0 {
+		if req.Size > math.MaxInt64 {
+			return nil, fmt.Errorf("mds: truncate %#x to %d: %w", req.Ino, req.Size, syscall.EFBIG)
+		}
+		if req.Handle != 0 && !trusted {
+			h, err := s.open.get(req.Handle, req.Ino)
+			if err != nil {
+				return nil, err
+			}
+			if h.rights&proto.RightWrite == 0 {
+				return nil, fmt.Errorf("mds: ftruncate through read-only handle %#x: %w", req.Handle, syscall.EINVAL)
+			}
+			viaHandle = true
+		}
+		mu := s.truncMu.of(req.Ino)
+		mu.Lock()
+		defer mu.Unlock()
+		// Check before touching any object, then punch, then commit
+		// (checking again: the inode may have changed meanwhile).
+		var lay *layout.Layout
+		var punch bool
+		err := s.view(ctx, func(t *mtx) error {
+			in, err := t.inode(req.Ino)
+			if err != nil {
+				return err
+			}
+			// A file never written and never reported holds no data
+			// unless a writer has it open.
+			lay = in.Layout
+			punch = in.Size != 0 || in.DataVersion != 0 || s.open.otherWriters(in.Ino, req.Handle) > 0
+			_, err = s.applySetattr(t, req, viaHandle)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if punch {
+			if err := s.punch(ctx, req.Ino, lay, int64(req.Size)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var out *inode
+	err := s.updateInode(ctx, req.Ino, func(t *mtx) error {
+		in, err := s.applySetattr(t, req, viaHandle)
+		out = in
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// applySetattr checks and applies a setattr request to the inode in t.
+func (s *Service) applySetattr(t *mtx, req *proto.SetattrReq, viaHandle bool) (*inode, error) {
+	c, v := &req.Cred, req.Valid
+	in, err := t.inode(req.Ino)
+	if err != nil {
+		return nil, err
+	}
+	root := c.Uid == 0
+	owner := root || c.Uid == in.Uid
+	atNow, mtNow := v&proto.SetAtimeNow != 0, v&proto.SetMtimeNow != 0
+	atSet, mtSet := v&proto.SetAtime != 0 && !atNow, v&proto.SetMtime != 0 && !mtNow
+	switch {
+	case v&proto.SetSize != 0 && in.isDir():
+		return nil, fmt.Errorf("mds: truncate directory %#x: %w", in.Ino, syscall.EISDIR)
+	case v&proto.SetSize != 0 && !in.isRegular():
+		return nil, fmt.Errorf("mds: truncate special file %#x: %w", in.Ino, syscall.EINVAL)
+	case v&proto.SetSize != 0 && !viaHandle && !permits(c, in, mayWrite):
+		return nil, fmt.Errorf("mds: truncate %#x denied to uid %d: %w", in.Ino, c.Uid, syscall.EACCES)
+	case v&proto.SetMode != 0 && !owner:
+		return nil, fmt.Errorf("mds: chmod %#x by uid %d, not the owner: %w", in.Ino, c.Uid, syscall.EPERM)
+	case v&proto.SetUid != 0 && !root && (c.Uid != in.Uid || req.Uid != in.Uid):
+		return nil, fmt.Errorf("mds: chown %#x to uid %d by uid %d: %w", in.Ino, req.Uid, c.Uid, syscall.EPERM)
+	case v&proto.SetGid != 0 && !root && (c.Uid != in.Uid || req.Gid != in.Gid && !inGroup(c, req.Gid)):
+		return nil, fmt.Errorf("mds: chgrp %#x to gid %d by uid %d: %w", in.Ino, req.Gid, c.Uid, syscall.EPERM)
+	case (atSet || mtSet || v&proto.SetCtime != 0) && !owner:
+		return nil, fmt.Errorf("mds: set times of %#x by uid %d, not the owner: %w", in.Ino, c.Uid, syscall.EPERM)
+	case (atNow || mtNow) && !owner && !permits(c, in, mayWrite):
+		return nil, fmt.Errorf("mds: touch %#x denied to uid %d: %w", in.Ino, c.Uid, syscall.EACCES)
+	}
+	if v&proto.SetSize != 0 {
+		if req.Size != in.Size || in.DataVersion != 0 {
+			in.DataVersion++
+		}
+		in.Size = req.Size
+		in.Mtime = t.now
+		if !root {
+			killPrivs(in)
+		}
+	}
+	if v&proto.SetUid != 0 {
+		in.Uid = req.Uid
+	}
+	if v&proto.SetGid != 0 {
+		in.Gid = req.Gid
+	}
+	if v&(proto.SetUid|proto.SetGid) != 0 && v&proto.SetMode == 0 && !in.isDir() {
+		// As Linux chown: a changed owner must not inherit set-id powers.
+		killPrivs(in)
+	}
+	if v&proto.SetMode != 0 {
+		mode := req.Mode & modePerm
+		if !root && !inGroup(c, in.Gid) {
+			mode &^= modeSgid
+		}
+		in.Mode = in.Mode&modeType | mode
+	}
+	switch {
+	case atNow:
+		in.Atime = t.now
+	case atSet:
+		in.Atime = req.Atime
+	}
+	switch {
+	case mtNow:
+		in.Mtime = t.now
+	case mtSet:
+		in.Mtime = req.Mtime
+	}
+	t.changed(in)
+	if v&proto.SetCtime != 0 {
+		in.Ctime = req.Ctime
+	}
+	return in, nil
+}
+
+// punch truncates every object of a layout to the size a file of size
+// implies, in parallel, and fails if any punch fails.
+func (s *Service) punch(ctx context.Context, ino uint64, lay *layout.Layout, size int64) error {
+	if lay == nil {
+		return nil
+	}
+	points := lay.TruncatePoints(size, nil)
+	capab := s.capability(ino, proto.RightWrite)
+	errs := make([]error, len(points))
+	sem := make(chan struct{}, punchParallel)
+	var wg sync.WaitGroup
+	for i, p := range points {
+		addr, err := s.targets.addr(p.Object.OST)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			obj := proto.ObjRef{OST: p.Object.OST, ID: p.Object.ID, Stripe: uint32(p.Stripe)}
+			if err := s.io.Punch(ctx, addr, capab, obj, p.Size); err != nil {
+				errs[i] = fmt.Errorf("mds: truncate %#x: punch %v on OST %d to %d: %w", ino, p.Object.ID, p.Object.OST, p.Size, err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,261 @@
+package rpc
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// claimGrace is how long a caller whose deadline passed waits for a reply
+// the reader has already begun to receive before it gives the connection up.
+const claimGrace = time.Second
+
+// call is one request waiting for its reply.
+type call struct {
+	in   []byte        // where the reply's bulk goes
+	done chan struct{} // closed once the fields below are set
+
+	status uint32
+	body   []byte // pooled; the caller returns it with putBuf
+	bulkN  int
+	err    error
+}
+
+// clientConn is one authenticated connection. Writers serialize on wmu; one
+// reader goroutine routes replies to waiting calls by request id.
+type clientConn struct {
+	addr    string
+	nc      net.Conn
+	maxBulk int // the server's request bulk limit; 0 if it did not say
+	nextID  atomic.Uint64
+	lastUse atomic.Int64 // unix nanoseconds of the last frame in or out
+	broken  atomic.Bool
+
+	wmu sync.Mutex // serializes frame writes
+
+	mu      sync.Mutex
+	pending map[uint64]*call
+	err     *Error // why the connection broke
+}
+
+// newClientConn wraps an authenticated connection; the caller starts
+// readLoop.
+func newClientConn(addr string, nc net.Conn, maxBulk int) *clientConn {
+	cc := &clientConn{addr: addr, nc: nc, maxBulk: maxBulk, pending: make(map[uint64]*call)}
+	cc.lastUse.Store(time.Now().UnixNano())
+	return cc
+}
+
+// healthy reports whether the connection can take new calls.
+func (cc *clientConn) healthy() bool { return !cc.broken.Load() }
+
+// idleSince reports whether the connection has seen no traffic since t and
+// has no call in flight.
+func (cc *clientConn) idleSince(t time.Time) bool {
+	if cc.lastUse.Load() > t.UnixNano() {
+		return false
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return len(cc.pending) == 0
+}
+
+// fail breaks the connection: it closes the socket and fails every pending
+// call with err (or with the first error the connection broke with).
+func (cc *clientConn) fail(err *Error) {
+	cc.mu.Lock()
+	if cc.err == nil {
+		cc.err = err
+	}
+	err = cc.err
+	pending := cc.pending
+	cc.pending = nil
+	cc.mu.Unlock()
+	cc.broken.Store(true)
+	_ = cc.nc.Close()
+	for _, c := range pending {
+		c.err = err
+		close(c.done)
+	}
+}
+
+// errWrite marks a request that was not completely written, so it cannot
+// have been served and may be sent again on another connection.
+var errWrite = errors.New("rpc: request not sent")
+
+// send registers a call and writes its frame (header and body in frame, the
+// bulk payload in out, sent with writev and not copied). A failed write
+// breaks the connection and returns an error wrapping errWrite.
+func (cc *clientConn) send(frame, out, in []byte, deadline time.Time) (*call, uint64, error) {
+	c := &call{in: in, done: make(chan struct{})}
+	id := cc.nextID.Add(1)
+	cc.mu.Lock()
+	if cc.err != nil {
+		err := cc.err
+		cc.mu.Unlock()
+		return nil, 0, &Error{Errno: err.Errno, Msg: err.Msg, cause: errWrite}
+	}
+	cc.pending[id] = c
+	cc.mu.Unlock()
+
+	binary.BigEndian.PutUint64(frame[8:], id)
+	bufs := net.Buffers{frame}
+	if len(out) > 0 {
+		bufs = append(bufs, out)
+	}
+	cc.wmu.Lock()
+	err := cc.nc.SetWriteDeadline(deadline)
+	if err == nil {
+		_, err = bufs.WriteTo(cc.nc)
+	}
+	cc.wmu.Unlock()
+	if err != nil {
+		e := connError(cc.addr, err)
+		e.cause = errWrite
+		cc.fail(e)
+		return nil, 0, e
+	}
+	cc.lastUse.Store(time.Now().UnixNano())
+	return c, id, nil
+}
+
+// ping writes a ping frame nobody waits for; its reply is discarded as a
+// late one. It keeps an idle connection from being closed by the server.
+func (cc *clientConn) ping() {
+	var hb [headerSize]byte
+	h := header{op: OpPing, id: cc.nextID.Add(1)}
+	h.encode(hb[:])
+	cc.wmu.Lock()
+	err := cc.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if err == nil {
+		_, err = cc.nc.Write(hb[:])
+	}
+	cc.wmu.Unlock()
+	if err != nil {
+		cc.fail(connError(cc.addr, err))
+		return
+	}
+	cc.lastUse.Store(time.Now().UnixNano())
+}
+
+// abandon forgets a call whose caller gave up. It reports false when the
+// reader has already claimed the call and is receiving its reply.
+func (cc *clientConn) abandon(id uint64) bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if _, ok := cc.pending[id]; ok {
+		delete(cc.pending, id)
+		return true
+	}
+	return false
+}
+
+// claim removes and returns the call waiting for id, or nil when none is
+// (the caller gave up, or the id is a ping's).
+func (cc *clientConn) claim(id uint64) *call {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	c := cc.pending[id]
+	delete(cc.pending, id)
+	return c
+}
+
+// readLoop reads replies until the connection breaks, reading each reply's
+// bulk straight into its caller's buffer.
+func (cc *clientConn) readLoop() {
+	var hb [headerSize]byte
+	for {
+		if _, err := io.ReadFull(cc.nc, hb[:]); err != nil {
+			cc.fail(connError(cc.addr, err))
+			return
+		}
+		h, err := decodeHeader(hb[:])
+		if err == nil && (!h.isReply() || h.version != frameVersion || h.bodyLen > MaxBody || h.bulkLen > maxReplyBulk) {
+			err = errors.New("rpc: malformed reply header")
+		}
+		if err != nil {
+			cc.fail(localError(syscall.EPROTO, err, "rpc: %s: protocol error: %v", cc.addr, err))
+			return
+		}
+		cc.lastUse.Store(time.Now().UnixNano())
+		c := cc.claim(h.id)
+		if err := cc.readReply(h, c); err != nil {
+			e := connError(cc.addr, err)
+			if c != nil {
+				c.err = e
+				close(c.done)
+			}
+			cc.fail(e)
+			return
+		}
+		if c != nil {
+			close(c.done)
+		}
+	}
+}
+
+// readReply reads the body and bulk of the reply h into c, or discards them
+// when no call waits (a late reply). A bulk that does not fit c.in is
+// drained and reported as EMSGSIZE on the call.
+func (cc *clientConn) readReply(h header, c *call) error {
+	var body []byte
+	if h.bodyLen > 0 {
+		body = getBuf(int(h.bodyLen))
+		if _, err := io.ReadFull(cc.nc, body); err != nil {
+			putBuf(body)
+			return err
+		}
+	}
+	if c == nil {
+		putBuf(body)
+		return discard(cc.nc, int64(h.bulkLen))
+	}
+	c.status, c.body = h.status, body
+	n := int(h.bulkLen)
+	if n == 0 {
+		return nil
+	}
+	if h.status != 0 || n > len(c.in) {
+		if h.status == 0 {
+			c.err = localError(syscall.EMSGSIZE, nil, "rpc: %s: reply bulk of %d bytes does not fit the %d-byte buffer", cc.addr, n, len(c.in))
+		}
+		return discard(cc.nc, int64(n))
+	}
+	if _, err := io.ReadFull(cc.nc, c.in[:n]); err != nil {
+		return err
+	}
+	c.bulkN = n
+	return nil
+}
+
+// discard reads and drops n bytes.
+func discard(r io.Reader, n int64) error {
+	if n == 0 {
+		return nil
+	}
+	_, err := io.CopyN(io.Discard, r, n)
+	return err
+}
+
+// connError describes a connection that broke under a call.
+func connError(addr string, err error) *Error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return localError(syscall.ETIMEDOUT, err, "rpc: %s: connection timed out", addr)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return localError(syscall.ECONNRESET, err, "rpc: %s: connection closed by server", addr)
+	}
+	return localError(syscall.ECONNRESET, err, "rpc: %s: connection lost: %v", addr, err)
+}
+
+// isTimeout reports whether err is a deadline expiring.
+func isTimeout(err error) bool {
+	var nerr net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout())
+}

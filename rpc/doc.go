@@ -1,0 +1,29 @@
+// Package rpc is Strata's one request/response protocol, used for every hop
+// (client to MDS, client to OSS, OSS to MDS, MDS to OSS).
+//
+// A frame is a fixed 32-byte binary header (magic, version, flags, opcode,
+// request id, status, metadata length, bulk length; see frame.go), a
+// metadata body (msgpack, at most MaxBody bytes) and an optional bulk
+// payload (at most the server's MaxBulk). Many requests may be in flight per
+// connection; replies match requests by id and may come back in any order.
+// Servers run on gnet v2 event loops and execute handlers on a bounded set of
+// goroutines, never on the loop. Clients use plain net.Conn connections,
+// pooled per address; a reply's bulk is read straight into the caller's
+// buffer and a request's bulk is written with writev, neither copied.
+//
+// Every connection starts with a challenge-response HMAC over the cluster
+// secret, proved in both directions (auth.go); a peer that cannot prove the
+// secret is refused and no request of its is served. Opcodes below
+// FirstUserOp belong to this package: OpHello carries the handshake and
+// OpPing is answered by the server itself.
+//
+// Errors: a handler error that wraps a syscall.Errno travels as that errno in
+// the frame status with the error text; any other error travels as EIO. The
+// caller gets an *Error, and errors.Is(err, syscall.ENOENT) works on it.
+// Local failures are *Error values too: ETIMEDOUT for a call past its
+// deadline, EINTR for a cancelled one, ECONNREFUSED or EHOSTUNREACH for a
+// failed dial, ECONNRESET for a connection that broke under the call.
+//
+// It is not a general RPC framework: there is no service discovery, retry
+// policy or streaming; callers decide what to retry.
+package rpc

@@ -1,0 +1,350 @@
+package rpc
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"fmt"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// serverConn is a server's state for one connection. Fields without atomics
+// are touched only on the connection's event loop.
+type serverConn struct {
+	c        gnet.Conn
+	peer     string
+	nonce    []byte // the challenge sent to the client
+	openedAt time.Time
+
+	in *inFrame // the request being received, if any
+
+	authed     atomic.Bool
+	lastActive atomic.Int64 // unix nanoseconds of the last frame in or out
+	inFlight   atomic.Int64 // requests being handled
+}
+
+// eventHandler is the server's gnet event handler. Its methods run on gnet's
+// event loops (OnTick on gnet's ticker goroutine) and must never block on
+// anything but a free handler slot.
+type eventHandler struct {
+	gnet.BuiltinEventEngine
+	s      *Server
+	booted chan<- error
+}
+
+var _ gnet.EventHandler = (*eventHandler)(nil)
+
+// OnBoot records the engine, keeps a duplicate of the listening socket (for
+// stopEngine) and releases Start with the listener's address.
+func (e *eventHandler) OnBoot(eng gnet.Engine) gnet.Action {
+	s := e.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.eng = eng
+	select {
+	case <-s.stopping:
+		// Stop ran before the engine existed, so it could not stop it.
+		e.booted <- fmt.Errorf("rpc: server stopped")
+		return gnet.Shutdown
+	default:
+	}
+	fd, err := eng.Dup()
+	if err == nil {
+		s.lnFD = fd
+		s.addr, err = localAddr(fd)
+	}
+	e.booted <- err
+	return gnet.None
+}
+
+// OnOpen registers a new connection and sends it the authentication
+// challenge.
+func (e *eventHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	s := e.s
+	select {
+	case <-s.stopping:
+		return nil, gnet.Close
+	default:
+	}
+	now := time.Now()
+	sc := &serverConn{c: c, peer: c.RemoteAddr().String(), nonce: newNonce(), openedAt: now}
+	sc.lastActive.Store(now.UnixNano())
+	c.SetContext(sc)
+	_ = c.SetKeepAlivePeriod(time.Minute)
+	s.mu.Lock()
+	s.conns[sc] = struct{}{}
+	s.mu.Unlock()
+	s.connCount.Add(1)
+
+	frame, err := encodeFrame(header{op: OpHello}, &challengeMsg{Nonce: sc.nonce})
+	if err != nil {
+		s.log.Error("rpc: encode challenge", "err", err)
+		return nil, gnet.Close
+	}
+	out := bytes.Clone(frame.Bytes())
+	putFrame(frame)
+	return out, gnet.None
+}
+
+// OnClose forgets a connection. Handlers still running for it finish; their
+// replies are dropped by gnet.
+func (e *eventHandler) OnClose(c gnet.Conn, _ error) gnet.Action {
+	sc, ok := c.Context().(*serverConn)
+	if !ok {
+		return gnet.None
+	}
+	if sc.in != nil {
+		sc.in.release()
+		sc.in = nil
+	}
+	s := e.s
+	s.mu.Lock()
+	delete(s.conns, sc)
+	s.mu.Unlock()
+	s.connCount.Add(-1)
+	return gnet.None
+}
+
+// OnTick enforces the authentication deadline and the idle timeout.
+func (e *eventHandler) OnTick() (time.Duration, gnet.Action) {
+	s := e.s
+	now := time.Now()
+	s.mu.Lock()
+	for sc := range s.conns {
+		switch {
+		case !sc.authed.Load():
+			if now.Sub(sc.openedAt) > s.authTimeout {
+				s.log.Warn("rpc: closing connection: authentication deadline passed", "peer", sc.peer)
+				s.refused.Add(1)
+				s.onLoop(sc.c.Close)
+			}
+		case sc.inFlight.Load() == 0 && now.Sub(time.Unix(0, sc.lastActive.Load())) > s.idleTimeout:
+			s.log.Debug("rpc: closing idle connection", "peer", sc.peer)
+			s.onLoop(sc.c.Close)
+		}
+	}
+	s.mu.Unlock()
+	return s.tick, gnet.None
+}
+
+// inFrame is a request whose header has been read and whose body and bulk
+// are still arriving. Bytes go straight from gnet's read buffer into pooled
+// buffers, so a large bulk is copied once in user space.
+type inFrame struct {
+	h       header
+	handler Handler // nil: the frame is consumed and answered on the loop
+	body    []byte  // for the handler; nil when discarding
+	bulk    []byte  // for the handler; nil when discarding
+	got     int     // bytes of body and bulk received so far
+}
+
+// size is the length of the frame's body and bulk.
+func (in *inFrame) size() int { return int(in.h.bodyLen) + int(in.h.bulkLen) }
+
+// release returns the frame's buffers to their pools.
+func (in *inFrame) release() {
+	putBuf(in.body)
+	putBuf(in.bulk)
+}
+
+// OnTraffic consumes everything buffered on c: frame headers are checked as
+// soon as they arrive, request bodies and bulks are read into a pooled
+// buffer, and each complete request is handed to a handler goroutine.
+// Handshake, ping and error replies are answered on the loop.
+func (e *eventHandler) OnTraffic(c gnet.Conn) gnet.Action {
+	sc, ok := c.Context().(*serverConn)
+	if !ok {
+		return gnet.Close
+	}
+	sc.lastActive.Store(time.Now().UnixNano())
+	for {
+		if sc.in == nil {
+			if c.InboundBuffered() < headerSize {
+				return gnet.None
+			}
+			h, action, ok := e.readHeader(c, sc)
+			if !ok {
+				return action
+			}
+			if !sc.authed.Load() {
+				if action, done := e.startAuth(c, sc, h); !done || action != gnet.None {
+					return action
+				}
+				continue
+			}
+			sc.in = e.newInFrame(h)
+			_, _ = c.Discard(headerSize)
+		}
+		in := sc.in
+		for in.got < in.size() {
+			buffered := c.InboundBuffered()
+			if buffered == 0 {
+				return gnet.None
+			}
+			var n int
+			switch {
+			case in.handler == nil:
+				n, _ = c.Discard(min(in.size()-in.got, buffered))
+			case in.got < len(in.body):
+				n, _ = c.Read(in.body[in.got:])
+			default:
+				n, _ = c.Read(in.bulk[in.got-len(in.body):])
+			}
+			if n <= 0 {
+				return gnet.None
+			}
+			in.got += n
+		}
+		sc.in = nil
+		if action := e.dispatch(c, sc, in); action != gnet.None {
+			return action
+		}
+	}
+}
+
+// readHeader decodes and checks the header at the front of c's buffer. A
+// header that breaks the rules is answered (when its request id can be
+// trusted) and the connection is closed.
+func (e *eventHandler) readHeader(c gnet.Conn, sc *serverConn) (header, gnet.Action, bool) {
+	s := e.s
+	hb, err := c.Peek(headerSize)
+	if err != nil {
+		return header{}, gnet.None, false
+	}
+	h, err := decodeHeader(hb)
+	if err != nil {
+		// Without the magic nothing in the header can be trusted, not even
+		// the request id to answer.
+		s.log.Warn("rpc: closing connection: malformed frame", "peer", sc.peer, "err", err)
+		s.refused.Add(1)
+		return h, gnet.Close, false
+	}
+	if ferr := h.check(s.maxBulk); ferr != nil {
+		s.log.Warn("rpc: closing connection: malformed frame", "peer", sc.peer, "op", h.op, "err", ferr.Msg)
+		s.refused.Add(1)
+		e.replyError(c, h.op, h.id, ferr.Errno, ferr.Msg)
+		return h, gnet.Close, false
+	}
+	if h.isReply() {
+		s.log.Warn("rpc: closing connection: unexpected reply frame", "peer", sc.peer, "op", h.op)
+		s.refused.Add(1)
+		e.replyError(c, h.op, h.id, syscall.EPROTO, "rpc: unexpected reply frame")
+		return h, gnet.Close, false
+	}
+	return h, gnet.None, true
+}
+
+// startAuth handles a frame on a connection that has not authenticated yet:
+// only a small hello is acceptable. It reports done once the hello has been
+// handled, and false while the rest of it is still arriving.
+func (e *eventHandler) startAuth(c gnet.Conn, sc *serverConn, h header) (action gnet.Action, done bool) {
+	if h.op != OpHello || h.bulkLen != 0 || h.bodyLen > maxHandshakeBody {
+		e.s.log.Warn("rpc: refused connection: request before authentication", "peer", sc.peer, "op", h.op)
+		e.s.refused.Add(1)
+		e.replyError(c, h.op, h.id, syscall.EACCES, authRequiredText)
+		return gnet.Close, true
+	}
+	if c.InboundBuffered() < h.frameLen() {
+		return gnet.None, false
+	}
+	if !e.authenticate(c, sc, h) {
+		return gnet.Close, true
+	}
+	return gnet.None, true
+}
+
+// newInFrame prepares to receive the body and bulk of the request h.
+func (e *eventHandler) newInFrame(h header) *inFrame {
+	in := &inFrame{h: h}
+	if h.op >= FirstUserOp {
+		in.handler = e.s.handler(h.op)
+	}
+	if in.handler != nil {
+		in.body = getBuf(int(h.bodyLen))
+		in.bulk = getBuf(int(h.bulkLen))
+	}
+	return in
+}
+
+// dispatch answers a complete request: on the loop for the rpc package's own
+// opcodes and unknown ones, else on a handler goroutine once a handler slot
+// is free. While all slots are busy the loop stops reading, which pushes
+// back on its clients through TCP.
+func (e *eventHandler) dispatch(c gnet.Conn, sc *serverConn, in *inFrame) gnet.Action {
+	s := e.s
+	h := in.h
+	if in.handler == nil {
+		var ok bool
+		switch h.op {
+		case OpPing:
+			ok = e.reply(c, header{flags: flagReply, op: h.op, id: h.id}, nil)
+		case OpHello:
+			ok = e.replyError(c, h.op, h.id, syscall.EPROTO, "rpc: connection already authenticated")
+		default:
+			ok = e.replyError(c, h.op, h.id, syscall.ENOSYS, fmt.Sprintf("rpc: op %d not supported", h.op))
+		}
+		if !ok {
+			return gnet.Close
+		}
+		return gnet.None
+	}
+	select {
+	case s.slots <- struct{}{}:
+	case <-s.stopping:
+		in.release()
+		return gnet.Close
+	}
+	s.requests.Add(1)
+	s.inFlight.Add(1)
+	sc.inFlight.Add(1)
+	s.handling.Add(1)
+	go s.serve(sc, in)
+	return gnet.None
+}
+
+// authenticate checks the client's hello frame (fully buffered) and answers
+// with the server's proof or with a refusal. It reports whether the
+// connection may go on.
+func (e *eventHandler) authenticate(c gnet.Conn, sc *serverConn, h header) bool {
+	s := e.s
+	_, _ = c.Discard(headerSize)
+	var body []byte
+	if h.bodyLen > 0 {
+		var err error
+		if body, err = c.Next(int(h.bodyLen)); err != nil {
+			return false
+		}
+	}
+	var hello helloMsg
+	if decodeBody(body, &hello) != nil || len(hello.Nonce) != nonceSize ||
+		!hmac.Equal(hello.MAC, clientMAC(s.secret, sc.nonce, hello.Nonce)) {
+		s.log.Warn("rpc: refused connection: wrong cluster secret", "peer", sc.peer)
+		s.refused.Add(1)
+		e.replyError(c, h.op, h.id, syscall.EACCES, authFailedText)
+		return false
+	}
+	sc.authed.Store(true)
+	return e.reply(c, header{flags: flagReply, op: OpHello, id: h.id},
+		&welcomeMsg{MAC: serverMAC(s.secret, hello.Nonce, sc.nonce), MaxBulk: s.maxBulk})
+}
+
+// reply writes a small reply from the event loop. It reports whether the
+// write was accepted (gnet closes the connection when it was not).
+func (e *eventHandler) reply(c gnet.Conn, h header, body any) bool {
+	frame, err := encodeFrame(h, body)
+	if err != nil {
+		e.s.log.Error("rpc: encode reply", "op", h.op, "err", err)
+		return false
+	}
+	_, err = c.Write(frame.Bytes())
+	putFrame(frame)
+	return err == nil
+}
+
+// replyError writes an error reply from the event loop.
+func (e *eventHandler) replyError(c gnet.Conn, op uint16, id uint64, errno syscall.Errno, msg string) bool {
+	return e.reply(c, header{flags: flagReply, op: op, id: id, status: uint32(errno)}, msg)
+}
