@@ -259,3 +259,41 @@ func TestStopUnderLoad(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+func TestStopWithHandlerSlotsExhausted(t *testing.T) {
+	s := NewServer(ServerConfig{Addr: "127.0.0.1:0", Secret: testSecret, Workers: 1, Logger: quietLogger()})
+	s.Handle(opBlock, func(ctx context.Context, _ *Request) (*Reply, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c := newTestClient(t, ClientConfig{ConnsPerAddr: 1})
+	errc := make(chan error, 3)
+	for range cap(errc) {
+		go func() { errc <- c.Call(context.Background(), s.Addr(), opBlock, nil, nil) }()
+	}
+	// One handler runs; the loop waits for a slot to hand over the next.
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Stats().InFlight != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("handler did not start: %+v", s.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if got := s.Stats().Requests; got != 1 {
+		t.Fatalf("%d requests handed out with one worker", got)
+	}
+	start := time.Now()
+	s.Stop()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("stop took %v", d)
+	}
+	for range cap(errc) {
+		if err := <-errc; !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("call: %v, want ECONNRESET", err)
+		}
+	}
+}

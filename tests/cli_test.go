@@ -108,7 +108,7 @@ func TestCLIContract(t *testing.T) {
 				Active bool `json:"active"`
 			} `json:"osts"`
 		}
-		if err := json.Unmarshal([]byte(mustStrata(t, "osts", "--json")), &doc); err != nil {
+		if err := json.Unmarshal([]byte(mustStrata(t, "osts", "--json", c.mnt)), &doc); err != nil {
 			t.Fatal(err)
 		}
 		if len(doc.OSTs) != 2 || !doc.OSTs[0].Active || !doc.OSTs[1].Active {

@@ -247,7 +247,10 @@ func runMount(spec *mountSpec, mnt, logLevel string) (err error) {
 	go func() {
 		<-ctx.Done()
 		if err := srv.Unmount(); err != nil {
-			log.Warn("unmount on signal failed; use strata umount", "err", err)
+			log.Warn("unmount on signal failed; detaching lazily", "err", err)
+			if err := unmount(mnt, true); err != nil {
+				log.Error("lazy unmount failed", "err", err)
+			}
 		}
 	}()
 	srv.Wait()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -227,7 +228,9 @@ func (u *upCluster) start(name string, args ...string) error {
 // stopAll unmounts, then stops children in reverse start order.
 func (u *upCluster) stopAll() {
 	if isMounted(u.mnt) {
-		if err := unmount(u.mnt, false); err != nil {
+		// The mount process may be unmounting on its own (it got the same
+		// signal); only a mount that is still there needs forcing.
+		if err := unmount(u.mnt, false); err != nil && isMounted(u.mnt) {
 			fmt.Fprintf(os.Stderr, "strata: up: %s: unmount: %v; detaching lazily\n", u.mnt, err)
 			_ = unmount(u.mnt, true)
 		}
@@ -283,7 +286,8 @@ func (u *upCluster) waitOSTs(ctx context.Context, cf clientFile) error {
 func countActiveOSTs(ctx context.Context, cf clientFile, secret []byte) (int, error) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	c, err := client.New(cctx, client.Config{MDS: cf.MDS, FSName: cf.FSName, Secret: trimSecret(secret)})
+	c, err := client.New(cctx, client.Config{MDS: cf.MDS, FSName: cf.FSName, Secret: trimSecret(secret),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return 0, err
 	}
