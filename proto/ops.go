@@ -49,7 +49,7 @@ const (
 	OpGetLk  uint16 = 162 // LockReq -> LockResp (F_GETLK)
 
 	// OSS to MDS.
-	OpRegisterOSS uint16 = 180 // RegisterOSSReq -> RegisterOSSResp
+	OpRegisterOSS  uint16 = 180 // RegisterOSSReq -> RegisterOSSResp
 	OpOSSHeartbeat uint16 = 181 // OSSHeartbeatReq -> Empty
 
 	// OSS object operations (client or MDS to OSS).

@@ -6,8 +6,8 @@ import "github.com/stratafs/strata/layout"
 // Index is -1 is new: the MDS assigns the next free index and the OSS
 // records it in the OST directory so it keeps it across restarts.
 type RegisterOSSReq struct {
-	FSName string      `msgpack:"f"`
-	Addr   string      `msgpack:"a"` // address clients reach this OSS at
+	FSName string        `msgpack:"f"`
+	Addr   string        `msgpack:"a"` // address clients reach this OSS at
 	OSTs   []OSTAnnounce `msgpack:"o"`
 }
 

@@ -98,13 +98,13 @@ type ConnectReq struct {
 
 // ConnectResp returns the session and everything a client needs to route.
 type ConnectResp struct {
-	Session     uint64        `msgpack:"s"`
-	LeaseMillis int64         `msgpack:"l"` // renew well before this elapses
-	FSName      string        `msgpack:"f"`
-	Root        uint64        `msgpack:"r"`
-	MDTs        []MDT         `msgpack:"m"`
-	OSTs        []OST         `msgpack:"o"`
-	Defaults    layout.Spec   `msgpack:"d"` // filesystem default layout
+	Session     uint64      `msgpack:"s"`
+	LeaseMillis int64       `msgpack:"l"` // renew well before this elapses
+	FSName      string      `msgpack:"f"`
+	Root        uint64      `msgpack:"r"`
+	MDTs        []MDT       `msgpack:"m"`
+	OSTs        []OST       `msgpack:"o"`
+	Defaults    layout.Spec `msgpack:"d"` // filesystem default layout
 }
 
 // RenewReq keeps a session alive.
@@ -141,9 +141,9 @@ type TargetsReq struct{}
 
 // TargetsResp lists every OST and MDT with its usage.
 type TargetsResp struct {
-	FSName string      `msgpack:"f"`
-	OSTs   []OST       `msgpack:"o"`
-	MDTs   []MDTUsage  `msgpack:"m"`
+	FSName string     `msgpack:"f"`
+	OSTs   []OST      `msgpack:"o"`
+	MDTs   []MDTUsage `msgpack:"m"`
 }
 
 // MDTUsage is one MDT's usage for df.
