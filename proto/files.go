@@ -43,6 +43,31 @@ type SetSizeReq struct {
 	Sync   bool   `msgpack:"y"`
 }
 
+// AppendReq reserves Len bytes at the current end of file for an O_APPEND
+// write: the MDS returns the old size as the offset to write at and raises
+// the size to Offset+Len in the same transaction, so appends from several
+// clients never overlap. A client that fails to write leaves a hole of zeros.
+type AppendReq struct {
+	Session uint64 `msgpack:"S"`
+	Ino     uint64 `msgpack:"i"`
+	Handle  uint64 `msgpack:"h"`
+	Len     uint64 `msgpack:"l"`
+}
+
+// AppendResp is the offset an append writes at.
+type AppendResp struct {
+	Offset uint64 `msgpack:"o"`
+}
+
+// SetConsistencyReq sets a directory's consistency mode for files created
+// below it: "strict", "close-to-open", or "" to inherit from its parent.
+// New subdirectories inherit the setting.
+type SetConsistencyReq struct {
+	Cred Cred   `msgpack:"C"`
+	Ino  uint64 `msgpack:"i"`
+	Mode string `msgpack:"m"`
+}
+
 // GetCapReq asks for a fresh capability for an open handle.
 type GetCapReq struct {
 	Session uint64 `msgpack:"S"`
@@ -131,7 +156,15 @@ const (
 
 // LockReq acquires (OpLock), tests (OpGetLk) or releases byte-range or
 // flock locks. Owner identifies the lock owner on the client (the kernel's
-// lock owner); Session the client. End is inclusive; -1 means to EOF.
+// lock owner, or the open file for flock); Session the client. End is
+// inclusive; -1 means to EOF.
+//
+// A waiting request (Wait) blocks at the MDS for at most LockWaitSlice; if
+// the lock is not granted by then the reply is EAGAIN and the client asks
+// again. So a client whose caller is interrupted by a signal stops asking
+// between slices and never has a request in flight that could still be
+// granted behind its back; deadlock detection (EDEADLK) sees the waiter
+// while its request is in flight.
 type LockReq struct {
 	Session uint64 `msgpack:"S"`
 	Ino     uint64 `msgpack:"i"`
@@ -143,6 +176,9 @@ type LockReq struct {
 	Flock   bool   `msgpack:"f"` // flock(2) rather than fcntl
 	Wait    bool   `msgpack:"w"` // F_SETLKW: block until granted (the caller may cancel)
 }
+
+// LockWaitSlice is how long the MDS holds a waiting lock request.
+const LockWaitSlice = 1000 // milliseconds
 
 // LockResp returns, for OpGetLk, the conflicting lock (Type LockUnlock if none).
 type LockResp struct {

@@ -32,6 +32,7 @@ const (
 	OpClose   uint16 = 131 // CloseReq -> AttrResp
 	OpSetSize uint16 = 132 // SetSizeReq -> AttrResp (size merge on fsync/flush)
 	OpGetCap  uint16 = 133 // GetCapReq -> GetCapResp (refresh an expiring capability)
+	OpAppend  uint16 = 134 // AppendReq -> AppendResp (reserve the end of file for an O_APPEND write)
 
 	// Extended attributes.
 	OpGetxattr    uint16 = 140 // GetxattrReq -> GetxattrResp
@@ -42,6 +43,9 @@ const (
 	// Layouts (setstripe / getstripe).
 	OpGetLayout uint16 = 150 // GetLayoutReq -> GetLayoutResp
 	OpSetLayout uint16 = 151 // SetLayoutReq -> GetLayoutResp
+
+	// Consistency mode of a directory subtree (strict or close-to-open).
+	OpSetConsistency uint16 = 152 // SetConsistencyReq -> Empty
 
 	// Byte-range (fcntl) and flock locks.
 	OpLock   uint16 = 160 // LockReq -> LockResp

@@ -44,7 +44,22 @@ type Attr struct {
 	// close or size report after writes, every truncate). Clients use it for
 	// close-to-open cache validation.
 	DataVersion uint64 `msgpack:"v,omitempty"`
+	// Flags are AttrFlag* bits.
+	Flags uint32 `msgpack:"F,omitempty"`
 }
+
+// Attr flags.
+const (
+	// AttrFlagStrict marks a file (or a directory's default for new files)
+	// as strict consistency: clients keep no data cache for it and make
+	// every write visible to every client once it returns (MPI-IO shared
+	// files). A file takes its directory's setting when it is created.
+	AttrFlagStrict uint32 = 1 << 0
+	// AttrFlagCloseToOpen marks a directory whose subtree is explicitly
+	// close-to-open even on a strict mount's defaults; files created in it
+	// are not strict.
+	AttrFlagCloseToOpen uint32 = 1 << 1
+)
 
 // IsDir reports whether the attributes describe a directory.
 func (a *Attr) IsDir() bool { return a.Mode&ModeType == ModeDir }
