@@ -21,6 +21,12 @@ const (
 	RenameExchange  uint32 = 1 << 1
 )
 
+// Umask in CreateReq, MkdirReq and MknodReq: the MDS applies it to Mode
+// unless the parent directory has a default POSIX ACL, in which case the new
+// inode's ACL and mode come from that default ACL and Mode (POSIX.1e). A
+// client that already applied the umask may send it again: applying it twice
+// is harmless.
+
 // Open flags travel as the Linux O_* values (syscall.O_RDONLY, O_WRONLY,
 // O_RDWR, O_TRUNC, O_APPEND, O_EXCL, ...).
 
@@ -69,7 +75,8 @@ type CreateReq struct {
 	Session uint64      `msgpack:"S"`
 	Parent  uint64      `msgpack:"p"`
 	Name    string      `msgpack:"n"`
-	Mode    uint32      `msgpack:"m"` // permission bits (umask already applied)
+	Mode    uint32      `msgpack:"m"` // permission bits as the caller passed them
+	Umask   uint32      `msgpack:"U,omitempty"`
 	Flags   uint32      `msgpack:"f"` // O_* flags
 	Layout  layout.Spec `msgpack:"l,omitempty"`
 }
@@ -80,6 +87,7 @@ type MkdirReq struct {
 	Parent uint64 `msgpack:"p"`
 	Name   string `msgpack:"n"`
 	Mode   uint32 `msgpack:"m"`
+	Umask  uint32 `msgpack:"U,omitempty"`
 	MDT    int32  `msgpack:"t"`
 }
 
@@ -89,6 +97,7 @@ type MknodReq struct {
 	Parent uint64 `msgpack:"p"`
 	Name   string `msgpack:"n"`
 	Mode   uint32 `msgpack:"m"` // type | permissions
+	Umask  uint32 `msgpack:"U,omitempty"`
 	Rdev   uint32 `msgpack:"r"`
 }
 
