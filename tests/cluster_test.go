@@ -64,11 +64,12 @@ type cluster struct {
 }
 
 // startCluster runs strata up on dir and waits for its ready line.
-func startCluster(t *testing.T, dir string, nOSS int) *cluster {
+func startCluster(t *testing.T, dir string, nOSS int, extra ...string) *cluster {
 	t.Helper()
 	requireFUSE(t)
 	c := &cluster{t: t, dir: dir, mnt: filepath.Join(dir, "mnt"), done: make(chan error, 1)}
-	c.cmd = exec.Command(strataBin, "up", "--dir", dir, "--oss", fmt.Sprint(nOSS), "--mount", c.mnt)
+	args := append([]string{"up", "--dir", dir, "--oss", fmt.Sprint(nOSS), "--mount", c.mnt}, extra...)
+	c.cmd = exec.Command(strataBin, args...)
 	stdout, err := c.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -167,11 +168,12 @@ func mustStrata(t *testing.T, args ...string) string {
 	return out
 }
 
-// mountSecond mounts another client of the cluster and unmounts it at cleanup.
-func (c *cluster) mountSecond(t *testing.T) string {
+// mountSecond mounts another client of the cluster (with extra mount
+// arguments such as "-o", "consistency=strict") and unmounts it at cleanup.
+func (c *cluster) mountSecond(t *testing.T, extra ...string) string {
 	t.Helper()
 	mnt := t.TempDir()
-	mustStrata(t, "mount", "--config", filepath.Join(c.dir, "client.yaml"), mnt)
+	mustStrata(t, append(append([]string{"mount", "--config", filepath.Join(c.dir, "client.yaml")}, extra...), mnt)...)
 	t.Cleanup(func() {
 		if isMountPoint(mnt) {
 			if _, err := strata(t, "umount", mnt); err != nil {

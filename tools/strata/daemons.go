@@ -130,6 +130,7 @@ Runs in the foreground until SIGINT or SIGTERM.`,
 				Secret: secret,
 				MDTs:   mdts,
 				Logger: log,
+				Lease:  v.GetDuration("lease"),
 				OnListen: func(addr string) {
 					log.Info("serving", "addr", addr)
 				},
@@ -145,6 +146,7 @@ Runs in the foreground until SIGINT or SIGTERM.`,
 	f.String("kv", "", "metadata store: embedded:DIR or tikv://PD[,PD...]")
 	f.String("listen", "0.0.0.0:7000", "address to serve on")
 	f.IntSlice("mdt", []int{0}, "MDT indices to serve")
+	f.Duration("lease", mds.DefaultLease, "client lease: a silent client's opens and locks are dropped after it")
 	f.String("admin", "", "address for /metrics and /debug/pprof (off if empty)")
 	f.String("log-level", "info", "debug, info, warn or error")
 	addSecretFlag(cmd)

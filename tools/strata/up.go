@@ -59,11 +59,13 @@ mounts a second client. Ctrl-C unmounts and stops every process.`,
 				return fail("up", "", err)
 			}
 			u := &upCluster{
-				dir:    dir,
-				nOSS:   v.GetInt("oss"),
-				nMDT:   v.GetInt("mds"),
-				mnt:    v.GetString("mount"),
-				fsname: v.GetString("fsname"),
+				dir:       dir,
+				nOSS:      v.GetInt("oss"),
+				nMDT:      v.GetInt("mds"),
+				mnt:       v.GetString("mount"),
+				fsname:    v.GetString("fsname"),
+				lease:     v.GetDuration("lease"),
+				mountOpts: v.GetStringSlice("options"),
 			}
 			if u.mnt == "" {
 				u.mnt = filepath.Join(dir, "mnt")
@@ -85,6 +87,8 @@ mounts a second client. Ctrl-C unmounts and stops every process.`,
 	f.String("fsname", "strata", "filesystem name (used when formatting)")
 	f.String("stripe-count", "1", "default stripe count when formatting")
 	f.String("stripe-size", "1M", "default stripe size when formatting")
+	f.Duration("lease", mds.DefaultLease, "client lease given to the MDS")
+	f.StringArrayP("options", "o", nil, "mount options for the local mount (e.g. consistency=strict)")
 	return cmd
 }
 
@@ -92,6 +96,8 @@ mounts a second client. Ctrl-C unmounts and stops every process.`,
 type upCluster struct {
 	dir, mnt, fsname string
 	nOSS, nMDT       int
+	lease            time.Duration
+	mountOpts        []string
 
 	mu       sync.Mutex
 	children []*exec.Cmd
@@ -126,7 +132,7 @@ func (u *upCluster) run(stripeCount, stripeSize string) error {
 		mdts[i] = strconv.Itoa(i)
 	}
 	if err := u.start("mds", "mds", "--kv", kvURL, "--listen", mdsAddr,
-		"--mdt", strings.Join(mdts, ","), "--secret-file", secretFile); err != nil {
+		"--mdt", strings.Join(mdts, ","), "--secret-file", secretFile, "--lease", u.lease.String()); err != nil {
 		return err
 	}
 	if err := waitListening(ctx, mdsAddr, 30*time.Second); err != nil {
@@ -150,7 +156,11 @@ func (u *upCluster) run(stripeCount, stripeSize string) error {
 	if err := writeClientFile(filepath.Join(u.dir, "client.yaml"), cf); err != nil {
 		return err
 	}
-	if err := u.start("mount", "mount", "--foreground", "--config", filepath.Join(u.dir, "client.yaml"), u.mnt); err != nil {
+	mountArgs := []string{"mount", "--foreground", "--config", filepath.Join(u.dir, "client.yaml")}
+	for _, o := range u.mountOpts {
+		mountArgs = append(mountArgs, "-o", o)
+	}
+	if err := u.start("mount", append(mountArgs, u.mnt)...); err != nil {
 		return err
 	}
 	if err := waitMounted(ctx, u.mnt, u.exited, 60*time.Second); err != nil {
