@@ -164,6 +164,7 @@ func newEnv(t *testing.T, open opener) *env {
 	if err != nil {
 		t.Fatalf("register: %v", err)
 	}
+	e.heartbeat()
 	return e
 }
 

@@ -3,6 +3,7 @@ package mds
 import (
 	"context"
 	"fmt"
+	"math"
 	"syscall"
 
 	"github.com/stratafs/strata/proto"
@@ -74,7 +75,7 @@ func (s *Service) Create(ctx context.Context, req *proto.CreateReq) (*proto.Open
 			return nil
 		}
 		mode := proto.ModeRegular | req.Mode&modePerm
-		in, err := s.newEntry(t, &req.Cred, req.Parent, req.Name, ino, mode, func(dir, in *inode) error {
+		in, err := s.newEntry(t, &req.Cred, req.Parent, req.Name, ino, mode, req.Umask, func(dir, in *inode) error {
 			return s.instantiate(t, dir, in, req.Layout, rootDef)
 		})
 		if err != nil {
@@ -269,6 +270,48 @@ func (s *Service) SetSize(ctx context.Context, req *proto.SetSizeReq) (*proto.At
 		}
 	}
 	return &proto.AttrResp{Attr: attr}, nil
+}
+
+// Append reserves req.Len bytes at the end of a file for an O_APPEND write
+// through a handle of the caller's session open for writing (EBADF
+// otherwise): in one transaction it reads the size, which is the offset
+// returned, and raises it by Len, advancing mtime, ctime and the data
+// version as a write does. Appends to one file queue on its in-process
+// lock rather than fail each other's commits. A zero Len only reports the
+// end of file.
+func (s *Service) Append(ctx context.Context, req *proto.AppendReq) (*proto.AppendResp, error) {
+	h, err := s.open.get(req.Handle, req.Ino)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case h.session != req.Session:
+		return nil, fmt.Errorf("mds: append through handle %#x of another session: %w", req.Handle, syscall.EBADF)
+	case h.rights&proto.RightWrite == 0:
+		return nil, fmt.Errorf("mds: append through read-only handle %#x: %w", req.Handle, syscall.EBADF)
+	case req.Len > math.MaxInt64:
+		return nil, fmt.Errorf("mds: append of %d bytes to %#x: %w", req.Len, req.Ino, syscall.EFBIG)
+	}
+	var resp proto.AppendResp
+	err = s.updateInode(ctx, req.Ino, func(t *mtx) error {
+		in, err := t.inode(req.Ino)
+		if err != nil {
+			return err
+		}
+		resp.Offset = in.Size
+		if req.Len == 0 {
+			return nil
+		}
+		if in.Size > math.MaxInt64-req.Len {
+			return fmt.Errorf("mds: append of %d bytes at %d to %#x: %w", req.Len, in.Size, in.Ino, syscall.EFBIG)
+		}
+		t.mergeWrite(in, in.Size+req.Len, 0, h.uid)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &resp, nil
 }
 
 // GetCap returns a fresh capability for an open handle.

@@ -25,7 +25,10 @@ import (
 //	P 'N' mdt(u32)                -> u64 BE: the next unallocated inode sequence
 //	                                 of an MDT (handed out in batches)
 //	P 'O' ost(u32)                -> ostRecord: index, uuid, OSS address, pools
-//	P 'I' ino(u64)                -> inode: attributes, layout, dir parent...
+//	P 'I' ino(u64)                -> inode: attributes, layout, dir parent,
+//	                                 consistency flags, POSIX ACLs (kept in
+//	                                 the inode, not under 'X', so that every
+//	                                 permission check reads one record)
 //	P 'D' parent(u64) name        -> dentry: child inode and type; the
 //	                                 entries of a directory are one range, in
 //	                                 name order, so readdir is a scan

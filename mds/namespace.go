@@ -93,10 +93,12 @@ func (s *Service) Access(ctx context.Context, req *proto.AccessReq) error {
 
 // newEntry is the part that mkdir, mknod, symlink and create share: it
 // checks the name and the parent, makes inode ino with type and permission
-// bits mode owned by the caller (setgid rules applied), lets fill set the
-// type-specific fields, links it into the parent and updates the parent's
-// times. It fails with EEXIST if the name exists.
-func (s *Service) newEntry(t *mtx, c *proto.Cred, parent uint64, name string, ino uint64, mode uint32,
+// bits mode owned by the caller (setgid rules applied), gives it the
+// permissions the parent's default ACL or else the umask leaves, and the
+// parent's consistency flags, lets fill set the type-specific fields,
+// links it into the parent and updates the parent's times. It fails with
+// EEXIST if the name exists.
+func (s *Service) newEntry(t *mtx, c *proto.Cred, parent uint64, name string, ino uint64, mode, umask uint32,
 	fill func(dir, in *inode) error) (*inode, error) {
 	dir, err := t.dir(parent)
 	if err != nil {
@@ -112,6 +114,8 @@ func (s *Service) newEntry(t *mtx, c *proto.Cred, parent uint64, name string, in
 	}
 	in := &inode{Ino: ino, Nlink: 1, Atime: t.now, Mtime: t.now, Ctime: t.now}
 	initOwner(c, dir, in, mode)
+	initACLs(dir, in, umask)
+	in.Flags = inheritedFlags(dir, in)
 	if fill != nil {
 		if err := fill(dir, in); err != nil {
 			return nil, err
@@ -142,7 +146,7 @@ func (s *Service) Mkdir(ctx context.Context, req *proto.MkdirReq) (*proto.EntryR
 	var resp proto.EntryResp
 	err = s.updateIn(ctx, []uint64{req.Parent}, func(t *mtx) error {
 		mode := proto.ModeDir | req.Mode&(0o777|modeStick)
-		in, err := s.newEntry(t, &req.Cred, req.Parent, req.Name, ino, mode, func(dir, in *inode) error {
+		in, err := s.newEntry(t, &req.Cred, req.Parent, req.Name, ino, mode, req.Umask, func(dir, in *inode) error {
 			if dir.Nlink >= maxLinks {
 				return fmt.Errorf("mds: mkdir %q: %#x has too many subdirectories: %w", req.Name, dir.Ino, syscall.EMLINK)
 			}
@@ -194,7 +198,7 @@ func (s *Service) Mknod(ctx context.Context, req *proto.MknodReq) (*proto.EntryR
 	}
 	var resp proto.EntryResp
 	err = s.updateIn(ctx, []uint64{req.Parent}, func(t *mtx) error {
-		in, err := s.newEntry(t, &req.Cred, req.Parent, req.Name, ino, mode, func(dir, in *inode) error {
+		in, err := s.newEntry(t, &req.Cred, req.Parent, req.Name, ino, mode, req.Umask, func(dir, in *inode) error {
 			if in.isRegular() {
 				return s.instantiate(t, dir, in, layout.Spec{}, rootDef)
 			}
@@ -232,7 +236,7 @@ func (s *Service) Symlink(ctx context.Context, req *proto.SymlinkReq) (*proto.En
 	}
 	var resp proto.EntryResp
 	err = s.updateIn(ctx, []uint64{req.Parent}, func(t *mtx) error {
-		in, err := s.newEntry(t, &req.Cred, req.Parent, req.Name, ino, proto.ModeSymlink|0o777, func(_, in *inode) error {
+		in, err := s.newEntry(t, &req.Cred, req.Parent, req.Name, ino, proto.ModeSymlink|0o777, 0, func(_, in *inode) error {
 			in.Mode = proto.ModeSymlink | 0o777 // the setgid rule does not apply
 			in.Target = req.Target
 			in.Size = uint64(len(req.Target))

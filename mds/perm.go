@@ -54,12 +54,16 @@ func inGroup(c *proto.Cred, gid uint32) bool {
 func isOwner(c *proto.Cred, in *inode) bool { return c.Uid == 0 || c.Uid == in.Uid }
 
 // permits reports whether the caller may access in with mask (mayRead,
-// mayWrite, mayExec bits), by the classic owner/group/other rule. Root may
-// read and write anything, and execute (search) directories and files that
-// have at least one execute bit.
+// mayWrite, mayExec bits), by the inode's access ACL if it has one and else
+// by the classic owner/group/other rule. Root may read and write anything,
+// and execute (search) directories and files that have at least one
+// execute bit.
 func permits(c *proto.Cred, in *inode, mask uint32) bool {
 	if c.Uid == 0 {
 		return mask&mayExec == 0 || in.isDir() || in.Mode&0o111 != 0
+	}
+	if in.ACL != nil {
+		return in.ACL.permits(c, in, mask)
 	}
 	var bits uint32
 	switch {

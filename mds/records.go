@@ -53,10 +53,17 @@ type inode struct {
 	Atime int64  `msgpack:"a"`
 	Mtime int64  `msgpack:"M"`
 	Ctime int64  `msgpack:"c"`
+	// Flags are proto.AttrFlag* bits: a file's consistency mode, or the
+	// mode a directory gives the files and directories created in it.
+	Flags uint32 `msgpack:"F,omitempty"`
+	// ACL is the POSIX access ACL; nil when the mode says it all (an ACL
+	// of the three base entries is never stored).
+	ACL acl `msgpack:"A,omitempty"`
 
 	// Directories.
 	Parent    uint64       `msgpack:"p,omitempty"` // for the rename subtree check and ".."
 	DirLayout *layout.Spec `msgpack:"d,omitempty"` // default layout of new files
+	DefACL    acl          `msgpack:"D,omitempty"` // default POSIX ACL of new entries
 
 	// Regular files.
 	Layout      *layout.Layout `msgpack:"l,omitempty"`
@@ -97,6 +104,7 @@ func (i *inode) attr() proto.Attr {
 		Mtime:       i.Mtime,
 		Ctime:       i.Ctime,
 		DataVersion: i.DataVersion,
+		Flags:       i.Flags,
 	}
 }
 

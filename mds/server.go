@@ -147,6 +147,7 @@ func (s *Service) Register(srv *rpc.Server) {
 	serve(srv, proto.OpClose, s.Close)
 	serve(srv, proto.OpSetSize, s.SetSize)
 	serve(srv, proto.OpGetCap, s.GetCap)
+	serve(srv, proto.OpAppend, s.Append)
 
 	serve(srv, proto.OpGetxattr, s.Getxattr)
 	serveEmpty(srv, proto.OpSetxattr, s.Setxattr)
@@ -155,6 +156,11 @@ func (s *Service) Register(srv *rpc.Server) {
 
 	serve(srv, proto.OpGetLayout, s.GetLayout)
 	serve(srv, proto.OpSetLayout, s.SetLayout)
+	serveEmpty(srv, proto.OpSetConsistency, s.SetConsistency)
+
+	serve(srv, proto.OpLock, s.Lock)
+	serveEmpty(srv, proto.OpUnlock, s.Unlock)
+	serve(srv, proto.OpGetLk, s.GetLk)
 
 	serve(srv, proto.OpRegisterOSS, s.RegisterOSS)
 	serveEmpty(srv, proto.OpOSSHeartbeat, s.OSSHeartbeat)

@@ -17,6 +17,13 @@ import (
 // startServer formats a store and runs an MDS on it on a free port.
 func startServer(t *testing.T) (addr string, stop func()) {
 	t.Helper()
+	return startServerLease(t, 0)
+}
+
+// startServerLease is startServer with a client session lease (0 for the
+// default).
+func startServerLease(t *testing.T, lease time.Duration) (addr string, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	kvURL := "embedded:" + filepath.Join(t.TempDir(), "mdt")
 	if err := Format(ctx, kvURL, FormatOptions{FSName: "wirefs", Logger: quietLogger()}); err != nil {
@@ -28,7 +35,7 @@ func startServer(t *testing.T) (addr string, stop func()) {
 	addrs := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Config{KV: kvURL, Listen: "127.0.0.1:0", Secret: testSecret, Logger: quietLogger(),
+		done <- Run(ctx, Config{KV: kvURL, Listen: "127.0.0.1:0", Secret: testSecret, Logger: quietLogger(), Lease: lease,
 			OnListen: func(a string) { addrs <- a }})
 	}()
 	select {
@@ -58,6 +65,11 @@ func TestServerOverTheWire(t *testing.T) {
 		OSTs: []proto.OSTAnnounce{{Index: -1, UUID: "u0", Total: 1 << 30, Avail: 1 << 30}}}, &reg)
 	if err != nil || len(reg.Indices) != 1 {
 		t.Fatalf("register: %v %+v", err, reg)
+	}
+	err = c.Call(ctx, addr, proto.OpOSSHeartbeat, &proto.OSSHeartbeatReq{Addr: "127.0.0.1:1",
+		OSTs: []proto.OSTAnnounce{{Index: int64(reg.Indices[0]), UUID: "u0", Total: 1 << 30, Avail: 1 << 30}}}, nil)
+	if err != nil {
+		t.Fatalf("heartbeat: %v", err)
 	}
 	var conn proto.ConnectResp
 	if err := c.Call(ctx, addr, proto.OpConnect, &proto.ConnectReq{FSName: "wirefs", ClientID: "wire"}, &conn); err != nil {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/stratafs/strata/layout"
 	"github.com/stratafs/strata/mds/kv"
+	"github.com/stratafs/strata/mds/lock"
+	"github.com/stratafs/strata/proto"
 )
 
 // ErrNotFormatted means the store holds no filesystem.
@@ -72,6 +74,8 @@ type Service struct {
 	dirLocks dirLocks
 	inoLocks inodeLocks
 	rootDef  rootDefaultCache
+	locks    *lock.Manager // fcntl and flock locks, in memory only
+	lockWait time.Duration // how long a waiting lock request is held
 	nextMDT  atomic.Uint64 // round robin of top-level directories
 	kick     chan struct{} // wakes the destroy worker
 }
@@ -86,15 +90,17 @@ func NewService(ctx context.Context, db *kv.DB, opts ServiceOptions) (*Service, 
 		return nil, err
 	}
 	s := &Service{
-		db:     db,
-		keys:   newKeys(name),
-		secret: opts.Secret,
-		io:     opts.ObjectIO,
-		log:    opts.Logger,
-		now:    opts.Now,
-		lease:  opts.Lease,
-		kvDir:  opts.KVDir,
-		kick:   make(chan struct{}, 1),
+		db:       db,
+		keys:     newKeys(name),
+		secret:   opts.Secret,
+		io:       opts.ObjectIO,
+		log:      opts.Logger,
+		now:      opts.Now,
+		lease:    opts.Lease,
+		kvDir:    opts.KVDir,
+		kick:     make(chan struct{}, 1),
+		locks:    lock.NewManager(),
+		lockWait: proto.LockWaitSlice * time.Millisecond,
 	}
 	if s.io == nil {
 		s.io = noObjectIO{}

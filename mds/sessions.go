@@ -152,33 +152,58 @@ func (s *Service) Connect(ctx context.Context, req *proto.ConnectReq) (*proto.Co
 	}, nil
 }
 
-// Renew extends a session's lease and returns the current OST table.
+// Renew extends a session's lease and returns the current OST table. A
+// session whose lease ran out is not revived, even if the reaper has not
+// ended it yet: its locks may already have gone to others.
 func (s *Service) Renew(ctx context.Context, req *proto.RenewReq) (*proto.RenewResp, error) {
+	now := s.now()
 	o := &s.open
 	o.mu.Lock()
-	ss := o.sessions[req.Session]
-	if ss != nil {
-		ss.expires = s.now().Add(s.lease)
+	err := o.liveLocked(req.Session, now)
+	if err == nil {
+		o.sessions[req.Session].expires = now.Add(s.lease)
 	}
 	o.mu.Unlock()
-	if ss == nil {
-		return nil, fmt.Errorf("mds: renew session %#x: unknown or expired: %w", req.Session, syscall.ENOTCONN)
+	if err != nil {
+		return nil, fmt.Errorf("mds: renew: %w", err)
 	}
-	return &proto.RenewResp{OSTs: s.targets.list(s.now())}, nil
+	return &proto.RenewResp{OSTs: s.targets.list(now)}, nil
 }
 
-// Disconnect ends a session, closing its open handles.
+// live fails with ENOTCONN unless session id is connected and its lease
+// has not run out at now.
+func (o *openTable) live(id uint64, now time.Time) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.liveLocked(id, now)
+}
+
+// liveLocked is live with o.mu held.
+func (o *openTable) liveLocked(id uint64, now time.Time) error {
+	ss := o.sessions[id]
+	if ss == nil || now.After(ss.expires) {
+		return fmt.Errorf("mds: session %#x unknown or expired: reconnect: %w", id, syscall.ENOTCONN)
+	}
+	return nil
+}
+
+// Disconnect ends a session, releasing its locks and closing its open
+// handles.
 func (s *Service) Disconnect(ctx context.Context, req *proto.DisconnectReq) error {
 	return s.endSession(ctx, req.Session, "disconnect")
 }
 
-// endSession closes every handle of a session and forgets it.
+// endSession forgets a session, then releases its locks and closes its
+// handles. The session goes first, so that a request of it racing with
+// the end either sees it gone or holds nothing the release misses (see
+// Lock).
 func (s *Service) endSession(ctx context.Context, id uint64, why string) error {
 	o := &s.open
 	o.mu.Lock()
 	ss := o.sessions[id]
 	var ids []uint64
 	if ss != nil {
+		delete(o.sessions, id)
 		for h := range ss.handles {
 			ids = append(ids, h)
 		}
@@ -187,17 +212,13 @@ func (s *Service) endSession(ctx context.Context, id uint64, why string) error {
 	if ss == nil {
 		return nil
 	}
+	s.locks.ReleaseSession(id)
 	var closeErr error
 	for _, h := range ids {
 		if _, err := s.release(ctx, h, nil); err != nil && closeErr == nil {
 			closeErr = err
 		}
 	}
-	o.mu.Lock()
-	if len(ss.handles) == 0 {
-		delete(o.sessions, id)
-	}
-	o.mu.Unlock()
 	s.log.Info("mds: session ended", "session", fmt.Sprintf("%#x", id), "client", ss.clientID,
 		"reason", why, "handles", len(ids))
 	return closeErr

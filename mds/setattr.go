@@ -15,7 +15,8 @@ import (
 const punchParallel = 16
 
 // Setattr changes attributes, enforcing who may change what: chmod by the
-// owner or root (dropping setgid for a caller outside the file's group),
+// owner or root (dropping setgid for a caller outside the file's group,
+// and carrying the new bits into the access ACL if there is one),
 // chown by root only (the owner may change the group to one of his), a size
 // change by a writer or through a handle open for writing, times set to now
 // by the owner or a writer and explicit times by the owner or root. A size
@@ -142,6 +143,9 @@ func (s *Service) applySetattr(t *mtx, req *proto.SetattrReq, viaHandle bool) (*
 			mode &^= modeSgid
 		}
 		in.Mode = in.Mode&modeType | mode
+		if in.ACL != nil {
+			in.ACL.chmod(in.Mode)
+		}
 	}
 	switch {
 	case atNow:

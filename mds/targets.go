@@ -211,7 +211,6 @@ func (s *Service) RegisterOSS(ctx context.Context, req *proto.RegisterOSSReq) (*
 	if err != nil {
 		return nil, err
 	}
-	now := s.now()
 	resp := &proto.RegisterOSSResp{Indices: make([]uint32, len(recs))}
 	s.targets.mu.Lock()
 	for i, r := range recs {
@@ -222,7 +221,9 @@ func (s *Service) RegisterOSS(ctx context.Context, req *proto.RegisterOSSReq) (*
 		}
 		a := req.OSTs[i]
 		a.Index = int64(r.Index)
-		st.rec, st.usage, st.beat = r, a, now
+		// Not active until the OSS heartbeats: it records the index only
+		// after this reply, and serves the OST only from then on.
+		st.rec, st.usage, st.beat = r, a, time.Time{}
 		resp.Indices[i] = r.Index
 	}
 	s.targets.mu.Unlock()

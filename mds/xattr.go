@@ -3,6 +3,7 @@ package mds
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -26,12 +27,14 @@ const (
 )
 
 // checkXattrName validates an xattr name: ERANGE for an empty or too long
-// name, EOPNOTSUPP outside the user, trusted and security namespaces
-// (system.* would be POSIX ACLs, which Strata does not implement), EINVAL
-// for a bare namespace prefix.
+// name, EOPNOTSUPP outside the user, trusted and security namespaces and
+// the two POSIX ACL names of system.*, EINVAL for a bare namespace prefix.
 func checkXattrName(name string) error {
 	if name == "" || len(name) > maxXattrName {
 		return fmt.Errorf("mds: xattr name of %d bytes: %w", len(name), syscall.ERANGE)
+	}
+	if isACLName(name) {
+		return nil
 	}
 	for _, ns := range []string{xattrUser, xattrTrusted, xattrSecurity} {
 		if strings.HasPrefix(name, ns) {
@@ -80,7 +83,8 @@ func xattrAccess(c *proto.Cred, in *inode, name string, write bool) error {
 	return need(c, in, mayRead, "getxattr")
 }
 
-// Getxattr returns one extended attribute, or ENODATA.
+// Getxattr returns one extended attribute, or ENODATA. The POSIX ACL
+// names read the inode's ACLs (see acl.go).
 func (s *Service) Getxattr(ctx context.Context, req *proto.GetxattrReq) (*proto.GetxattrResp, error) {
 	if err := checkXattrName(req.Name); err != nil {
 		return nil, err
@@ -89,6 +93,10 @@ func (s *Service) Getxattr(ctx context.Context, req *proto.GetxattrReq) (*proto.
 	err := s.view(ctx, func(t *mtx) error {
 		in, err := t.inode(req.Ino)
 		if err != nil {
+			return err
+		}
+		if isACLName(req.Name) {
+			resp.Value, err = getACL(in, req.Name)
 			return err
 		}
 		if err := xattrAccess(&req.Cred, in, req.Name, false); err != nil {
@@ -111,7 +119,8 @@ func (s *Service) Getxattr(ctx context.Context, req *proto.GetxattrReq) (*proto.
 }
 
 // Setxattr writes one extended attribute. XattrCreate fails with EEXIST if
-// it exists, XattrReplace with ENODATA if it does not.
+// it exists, XattrReplace with ENODATA if it does not. The POSIX ACL names
+// set the inode's ACLs, and the access ACL its mode (see acl.go).
 func (s *Service) Setxattr(ctx context.Context, req *proto.SetxattrReq) error {
 	if err := checkXattrName(req.Name); err != nil {
 		return err
@@ -127,6 +136,9 @@ func (s *Service) Setxattr(ctx context.Context, req *proto.SetxattrReq) error {
 		in, err := t.inode(req.Ino)
 		if err != nil {
 			return err
+		}
+		if isACLName(req.Name) {
+			return t.setACL(&req.Cred, in, req.Name, req.Value, req.Flags, false)
 		}
 		if err := xattrAccess(&req.Cred, in, req.Name, true); err != nil {
 			return err
@@ -151,8 +163,9 @@ func (s *Service) Setxattr(ctx context.Context, req *proto.SetxattrReq) error {
 	})
 }
 
-// Listxattr lists the names of an inode's extended attributes; trusted.*
-// names only for root.
+// Listxattr lists the names of an inode's extended attributes, in name
+// order: trusted.* names only for root, the POSIX ACL names of the ACLs
+// the inode has.
 func (s *Service) Listxattr(ctx context.Context, req *proto.ListxattrReq) (*proto.ListxattrResp, error) {
 	resp := proto.ListxattrResp{Names: []string{}}
 	err := s.view(ctx, func(t *mtx) error {
@@ -174,6 +187,8 @@ func (s *Service) Listxattr(ctx context.Context, req *proto.ListxattrReq) (*prot
 			}
 			return true
 		})
+		resp.Names = append(resp.Names, aclNames(in)...)
+		slices.Sort(resp.Names)
 		return firstErr(err, kerr)
 	})
 	if err != nil {
@@ -191,6 +206,9 @@ func (s *Service) Removexattr(ctx context.Context, req *proto.RemovexattrReq) er
 		in, err := t.inode(req.Ino)
 		if err != nil {
 			return err
+		}
+		if isACLName(req.Name) {
+			return t.setACL(&req.Cred, in, req.Name, nil, 0, true)
 		}
 		if err := xattrAccess(&req.Cred, in, req.Name, true); err != nil {
 			return err

@@ -140,11 +140,16 @@ func (s *Server) heartbeatLoop(ctx context.Context, mds string) {
 		}
 	}
 	failing := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	// The first heartbeat goes out at once: the MDS counts an OST as active
+	// (and allocates objects on it) only once its OSS has recorded the
+	// index and says so with a heartbeat.
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
 		err := s.heartbeat(ctx, mds)
 		if err != nil && ctx.Err() == nil && errors.Is(err, syscall.ENOENT) {

@@ -181,6 +181,8 @@ type LockReq struct {
 const LockWaitSlice = 1000 // milliseconds
 
 // LockResp returns, for OpGetLk, the conflicting lock (Type LockUnlock if none).
+// End is -1 for a lock to EOF, as in LockReq, and a flock lock reads as
+// [0, -1]. OpLock replies with Type LockUnlock.
 type LockResp struct {
 	Type  uint8  `msgpack:"t"`
 	Start int64  `msgpack:"s"`
