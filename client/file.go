@@ -174,6 +174,12 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 		return 0, nil
 	}
 	in := f.in
+	if f.c.strict && f.flags&syscall.O_APPEND != 0 {
+		// Append at the size other clients' writes have reached.
+		if _, err := f.c.Getattr(f.c.bg, f.ino); err != nil {
+			return 0, err
+		}
+	}
 	in.mu.Lock()
 	if err := in.err; err != nil {
 		in.mu.Unlock()

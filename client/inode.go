@@ -122,7 +122,7 @@ func (in *inode) mergeAttr(a *proto.Attr) {
 	}
 }
 
-// noteWrite records that [off, end) was written now. Call with mu held.
+// noteWrite records a write ending at end, made now. Call with mu held.
 func (in *inode) noteWrite(end int64) {
 	in.writeEnd = max(in.writeEnd, end)
 	in.lastWrite = time.Now().UnixNano()
@@ -153,8 +153,8 @@ func (in *inode) filesLocked() []*File {
 	return out
 }
 
-// writer returns an open File of the inode that may write, preferring f, for
-// requests that need a write capability. Call with mu held.
+// writerLocked returns an open File of the inode that may write, preferring
+// f, for requests that need a write capability. Call with mu held.
 func (in *inode) writerLocked(f *File) *File {
 	if f != nil && f.canWrite() {
 		return f

@@ -64,7 +64,7 @@ func (wb *writeBehind) stopTimer() {
 	}
 }
 
-// cellOf returns the cell holding file offset pos of extent e: the stripe
+// cellOf returns the cell of component c holding file offset pos: the stripe
 // unit, cut into maxChunk pieces.
 func cellOf(c *layout.Component, pos int64) (start, end int64) {
 	ss := c.StripeSize

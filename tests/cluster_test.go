@@ -20,10 +20,14 @@ import (
 var strataBin string
 
 func TestMain(m *testing.M) {
+	if mode := os.Getenv(helperEnv); mode != "" {
+		os.Exit(runHelper(mode, os.Args[1:]))
+	}
 	os.Exit(runMain(m))
 }
 
 func runMain(m *testing.M) int {
+	defer removeHelperBin()
 	strataBin = os.Getenv("STRATA_BIN")
 	if strataBin == "" {
 		dir, err := os.MkdirTemp("", "strata-bin-")

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building, mounting and testing Strata need on Debian/Ubuntu:
-# fuse3 (fusermount3, /dev/fuse), attr (getfattr for tests), fio (benchmarks),
-# mpich (MPI-IO tests). Go modules are fetched by the go command itself.
+# fuse3 (fusermount3, /dev/fuse), attr (getfattr for tests), acl (setfacl and
+# getfacl for the POSIX ACL tests), fio (benchmarks), mpich (MPI-IO tests).
+# Go modules are fetched by the go command itself.
 # Run as root, or it prints the command to run.
 set -euo pipefail
-pkgs=(fuse3 attr fio mpich libmpich-dev)
+pkgs=(fuse3 attr acl fio mpich libmpich-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

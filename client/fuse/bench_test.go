@@ -16,9 +16,7 @@ import (
 // data version makes the kernel drop cached pages at open.
 func benchmarkMount(b *testing.B, opts Options, read bool) {
 	const size, block = 256 << 20, 1 << 20
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		b.Skipf("needs /dev/fuse: %v", err)
-	}
+	requireFUSE(b)
 	cl := testcluster.Start(b, testcluster.Options{OSSes: 2, OSTsPerOSS: 2, StripeCount: 4, StripeSize: 1 << 20})
 	c := cl.Client(b, client.Config{})
 	mnt := b.TempDir()

@@ -65,7 +65,7 @@ func (fs *fileSystem) dir(fh uint64) *dirHandle {
 // without read permission fails here rather than in getdents.
 func (fs *fileSystem) OpenDir(cancel <-chan struct{}, in *gofuse.OpenIn, out *gofuse.OpenOut) gofuse.Status {
 	d := &dirHandle{ino: fs.ino(in.NodeId), cred: fs.cred(&in.InHeader)}
-	if err := d.fetch(ctxOf(cancel), fs.c, true); err != nil {
+	if err := d.fetch(fs.ctx(), fs.c, true); err != nil {
 		return fs.status("opendir", err)
 	}
 	fs.handlesMu.Lock()
@@ -92,7 +92,7 @@ func (fs *fileSystem) readDir(cancel <-chan struct{}, in *gofuse.ReadIn, out *go
 	if d == nil {
 		return gofuse.EBADF
 	}
-	ctx := ctxOf(cancel)
+	ctx := fs.ctx()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if in.Offset == 0 && d.served {

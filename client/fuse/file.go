@@ -43,7 +43,7 @@ func (fs *fileSystem) openFlags(a *proto.Attr) uint32 {
 
 // Create creates and opens a regular file.
 func (fs *fileSystem) Create(cancel <-chan struct{}, in *gofuse.CreateIn, name string, out *gofuse.CreateOut) gofuse.Status {
-	f, err := fs.c.Create(ctxOf(cancel), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, int(in.Flags), layout.Spec{})
+	f, err := fs.c.Create(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, int(in.Flags), layout.Spec{})
 	if err != nil {
 		return fs.status("create", err)
 	}
@@ -56,7 +56,7 @@ func (fs *fileSystem) Create(cancel <-chan struct{}, in *gofuse.CreateIn, name s
 
 // Open opens a regular file.
 func (fs *fileSystem) Open(cancel <-chan struct{}, in *gofuse.OpenIn, out *gofuse.OpenOut) gofuse.Status {
-	f, err := fs.c.Open(ctxOf(cancel), fs.cred(&in.InHeader), fs.ino(in.NodeId), int(in.Flags))
+	f, err := fs.c.Open(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), int(in.Flags))
 	if err != nil {
 		return fs.status("open", err)
 	}

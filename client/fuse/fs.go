@@ -93,24 +93,12 @@ func (fs *fileSystem) ino(nodeID uint64) uint64 {
 // nodeID returns the FUSE node id of a Strata inode (the same swap).
 func (fs *fileSystem) nodeID(ino uint64) uint64 { return fs.ino(ino) }
 
-// cancelCtx adapts a FUSE request's cancel channel (closed when the kernel
-// interrupts the request) to a context without a goroutine per request.
-type cancelCtx struct{ done <-chan struct{} }
-
-func (c cancelCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (c cancelCtx) Done() <-chan struct{}       { return c.done }
-func (c cancelCtx) Value(any) any               { return nil }
-
-func (c cancelCtx) Err() error {
-	select {
-	case <-c.done:
-		return context.Canceled
-	default:
-		return nil
-	}
-}
-
-func ctxOf(cancel <-chan struct{}) context.Context { return cancelCtx{done: cancel} }
+// ctx returns the context requests to the servers run under. It is never
+// cancelled by FUSE_INTERRUPT: the Go runtime's preemption signals make the
+// kernel interrupt Go callers' requests constantly, and a namespace change
+// the client stopped waiting for may still have been committed, so EINTR
+// would misreport it. Every call is bounded by the rpc call timeout instead.
+func (fs *fileSystem) ctx() context.Context { return context.Background() }
 
 // cred returns the identity of the process behind a request.
 func (fs *fileSystem) cred(h *gofuse.InHeader) proto.Cred {
@@ -266,7 +254,7 @@ func (fs *fileSystem) keepCache(a *proto.Attr) bool {
 
 // Lookup finds name in a directory.
 func (fs *fileSystem) Lookup(cancel <-chan struct{}, h *gofuse.InHeader, name string, out *gofuse.EntryOut) gofuse.Status {
-	a, err := fs.c.Lookup(ctxOf(cancel), fs.cred(h), fs.ino(h.NodeId), name)
+	a, err := fs.c.Lookup(fs.ctx(), fs.cred(h), fs.ino(h.NodeId), name)
 	if err != nil {
 		return fs.status("lookup", err)
 	}
@@ -277,7 +265,7 @@ func (fs *fileSystem) Lookup(cancel <-chan struct{}, h *gofuse.InHeader, name st
 // GetAttr returns an inode's attributes.
 func (fs *fileSystem) GetAttr(cancel <-chan struct{}, in *gofuse.GetAttrIn, out *gofuse.AttrOut) gofuse.Status {
 	ino := fs.ino(in.NodeId)
-	a, err := fs.c.Getattr(ctxOf(cancel), ino)
+	a, err := fs.c.Getattr(fs.ctx(), ino)
 	if errors.Is(err, syscall.ENOENT) {
 		if ra, ok := fs.removedDirAttr(ino); ok {
 			a, err = ra, nil
@@ -332,7 +320,7 @@ func (fs *fileSystem) SetAttr(cancel <-chan struct{}, in *gofuse.SetAttrIn, out 
 			req.Handle = f.Handle()
 		}
 	}
-	a, err := fs.c.Setattr(ctxOf(cancel), fs.cred(&in.InHeader), fs.ino(in.NodeId), req)
+	a, err := fs.c.Setattr(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), req)
 	if err != nil {
 		return fs.status("setattr", err)
 	}
@@ -342,7 +330,7 @@ func (fs *fileSystem) SetAttr(cancel <-chan struct{}, in *gofuse.SetAttrIn, out 
 
 // Mknod creates a special or empty regular file.
 func (fs *fileSystem) Mknod(cancel <-chan struct{}, in *gofuse.MknodIn, name string, out *gofuse.EntryOut) gofuse.Status {
-	a, err := fs.c.Mknod(ctxOf(cancel), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, in.Rdev)
+	a, err := fs.c.Mknod(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, in.Rdev)
 	if err != nil {
 		return fs.status("mknod", err)
 	}
@@ -352,7 +340,7 @@ func (fs *fileSystem) Mknod(cancel <-chan struct{}, in *gofuse.MknodIn, name str
 
 // Mkdir creates a directory; the MDS places it.
 func (fs *fileSystem) Mkdir(cancel <-chan struct{}, in *gofuse.MkdirIn, name string, out *gofuse.EntryOut) gofuse.Status {
-	a, err := fs.c.Mkdir(ctxOf(cancel), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, -1)
+	a, err := fs.c.Mkdir(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, -1)
 	if err != nil {
 		return fs.status("mkdir", err)
 	}
@@ -362,12 +350,12 @@ func (fs *fileSystem) Mkdir(cancel <-chan struct{}, in *gofuse.MkdirIn, name str
 
 // Unlink removes a non-directory.
 func (fs *fileSystem) Unlink(cancel <-chan struct{}, h *gofuse.InHeader, name string) gofuse.Status {
-	return fs.status("unlink", fs.c.Unlink(ctxOf(cancel), fs.cred(h), fs.ino(h.NodeId), name))
+	return fs.status("unlink", fs.c.Unlink(fs.ctx(), fs.cred(h), fs.ino(h.NodeId), name))
 }
 
 // Rmdir removes an empty directory.
 func (fs *fileSystem) Rmdir(cancel <-chan struct{}, h *gofuse.InHeader, name string) gofuse.Status {
-	return fs.status("rmdir", fs.c.Rmdir(ctxOf(cancel), fs.cred(h), fs.ino(h.NodeId), name))
+	return fs.status("rmdir", fs.c.Rmdir(fs.ctx(), fs.cred(h), fs.ino(h.NodeId), name))
 }
 
 // Rename renames an entry, with renameat2's RENAME_NOREPLACE and
@@ -383,13 +371,13 @@ func (fs *fileSystem) Rename(cancel <-chan struct{}, in *gofuse.RenameIn, oldNam
 	if in.Flags&^(unix.RENAME_NOREPLACE|unix.RENAME_EXCHANGE) != 0 {
 		return gofuse.EINVAL // RENAME_WHITEOUT is for overlay filesystems
 	}
-	err := fs.c.Rename(ctxOf(cancel), fs.cred(&in.InHeader), fs.ino(in.NodeId), oldName, fs.ino(in.Newdir), newName, flags)
+	err := fs.c.Rename(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), oldName, fs.ino(in.Newdir), newName, flags)
 	return fs.status("rename", err)
 }
 
 // Link makes a hard link.
 func (fs *fileSystem) Link(cancel <-chan struct{}, in *gofuse.LinkIn, name string, out *gofuse.EntryOut) gofuse.Status {
-	a, err := fs.c.Link(ctxOf(cancel), fs.cred(&in.InHeader), fs.ino(in.Oldnodeid), fs.ino(in.NodeId), name)
+	a, err := fs.c.Link(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.Oldnodeid), fs.ino(in.NodeId), name)
 	if err != nil {
 		return fs.status("link", err)
 	}
@@ -399,7 +387,7 @@ func (fs *fileSystem) Link(cancel <-chan struct{}, in *gofuse.LinkIn, name strin
 
 // Symlink creates a symbolic link linkName pointing to target.
 func (fs *fileSystem) Symlink(cancel <-chan struct{}, h *gofuse.InHeader, target, linkName string, out *gofuse.EntryOut) gofuse.Status {
-	a, err := fs.c.Symlink(ctxOf(cancel), fs.cred(h), fs.ino(h.NodeId), linkName, target)
+	a, err := fs.c.Symlink(fs.ctx(), fs.cred(h), fs.ino(h.NodeId), linkName, target)
 	if err != nil {
 		return fs.status("symlink", err)
 	}
@@ -409,7 +397,7 @@ func (fs *fileSystem) Symlink(cancel <-chan struct{}, h *gofuse.InHeader, target
 
 // Readlink returns a symbolic link's target.
 func (fs *fileSystem) Readlink(cancel <-chan struct{}, h *gofuse.InHeader) ([]byte, gofuse.Status) {
-	target, err := fs.c.Readlink(ctxOf(cancel), fs.ino(h.NodeId))
+	target, err := fs.c.Readlink(fs.ctx(), fs.ino(h.NodeId))
 	if err != nil {
 		return nil, fs.status("readlink", err)
 	}
@@ -418,12 +406,12 @@ func (fs *fileSystem) Readlink(cancel <-chan struct{}, h *gofuse.InHeader) ([]by
 
 // Access checks access(2) permissions at the MDS.
 func (fs *fileSystem) Access(cancel <-chan struct{}, in *gofuse.AccessIn) gofuse.Status {
-	return fs.status("access", fs.c.Access(ctxOf(cancel), fs.cred(&in.InHeader), fs.ino(in.NodeId), in.Mask))
+	return fs.status("access", fs.c.Access(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), in.Mask))
 }
 
 // StatFs reports filesystem-wide usage.
 func (fs *fileSystem) StatFs(cancel <-chan struct{}, h *gofuse.InHeader, out *gofuse.StatfsOut) gofuse.Status {
-	st, err := fs.c.Statfs(ctxOf(cancel))
+	st, err := fs.c.Statfs(fs.ctx())
 	if err != nil {
 		return fs.status("statfs", err)
 	}

@@ -1,7 +1,6 @@
 package fuse
 
 import (
-	"context"
 	"os"
 	"testing"
 
@@ -81,20 +80,5 @@ func TestReadGroupsOfThisProcess(t *testing.T) {
 	var g groupCache
 	if g.of(uint32(os.Getpid()), 0) != nil {
 		t.Error("root gets supplementary groups looked up")
-	}
-}
-
-func TestCancelCtx(t *testing.T) {
-	ch := make(chan struct{})
-	ctx := ctxOf(ch)
-	if ctx.Err() != nil {
-		t.Fatal("cancelled before the kernel interrupted")
-	}
-	close(ch)
-	if ctx.Err() != context.Canceled {
-		t.Fatalf("Err = %v after interrupt", ctx.Err())
-	}
-	if ctxOf(nil).Err() != nil {
-		t.Fatal("a request without a cancel channel is cancelled")
 	}
 }

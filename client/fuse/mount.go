@@ -14,16 +14,23 @@
 // library at the application's request size (up to 1 MiB), where the
 // library's own readahead and write-behind do the work the page cache would.
 // Large sequential I/O is faster that way: with an in-memory daemon reads
-// ran at ~1.7 GB/s against ~0.4 GB/s through the page cache, and over a
-// real cluster in one process on two cores (BenchmarkMount*) 1 MiB writes ran
-// at ~560 MB/s against ~270 MB/s and cold reads at ~550 MB/s against
-// ~470 MB/s. Re-reading a small unchanged file gains from the page cache,
-// which Options.PageCache turns on. mmap works either way
+// ran at ~1.7 GB/s against ~0.4 GB/s through the page cache. Over a real
+// cluster in one process on a two-core VM (BenchmarkMount*, noisy) direct
+// I/O was as fast or faster in every run: 1 MiB writes 460-560 MB/s against
+// 270-440, cold reads 550-680 MB/s against 470-580; the servers, not the
+// mount, were the limit there. Re-reading a small unchanged file gains from
+// the page cache, which Options.PageCache turns on. mmap works either way
 // (FUSE_DIRECT_IO_ALLOW_MMAP). In close-to-open mode an open keeps the
 // kernel's cached pages (FOPEN_KEEP_CACHE) only if the file's data version,
-// size and mtime are what the previous open of it on this mount saw; in strict
+// size and mtime are what the previous open of it on this mount saw, and an
+// open that finds the size or mtime changed has the kernel drop its cached
+// attributes, so fstat after open sees another client's closed writes
+// although attributes are otherwise cached for a second; in strict
 // mode nothing is cached: entry and attribute timeouts are 0 and every file is
 // opened with FOPEN_DIRECT_IO.
+//
+// FUSE_INTERRUPT is not honoured: a request finishes, or fails with the rpc
+// call timeout, but never returns EINTR (see fileSystem.ctx).
 //
 // Not yet served: byte-range and flock locks (the kernel keeps them local to
 // this mount), fallocate (EOPNOTSUPP), O_TMPFILE, and file capabilities and
@@ -92,9 +99,11 @@ func Mount(c *client.Client, mnt string, opts Options) (*gofuse.Server, error) {
 		// Mount with mount(2) when running as root, through fusermount3
 		// otherwise.
 		DirectMount: true,
-		// mmap of FOPEN_DIRECT_IO files, and O_TRUNC carried by the open
-		// itself (one MDS request, atomic).
-		ExtraCapabilities: gofuse.CAP_DIRECT_IO_ALLOW_MMAP | gofuse.CAP_ATOMIC_O_TRUNC,
+		// mmap of FOPEN_DIRECT_IO files; O_TRUNC carried by the open
+		// itself (one MDS request, atomic); and READDIRPLUS only where
+		// the kernel expects lookups to follow (ls -l, not ls), since
+		// attributes cost the MDS more than names.
+		ExtraCapabilities: gofuse.CAP_DIRECT_IO_ALLOW_MMAP | gofuse.CAP_ATOMIC_O_TRUNC | gofuse.CAP_READDIRPLUS_AUTO,
 		Logger:            log.New(slogWriter{log: fsys.log, debug: opts.Debug}, "", 0),
 	}
 	server, err := gofuse.NewServer(fsys, mnt, mo)

@@ -15,7 +15,7 @@ import (
 )
 
 // requireFUSE skips the test where this machine cannot mount FUSE.
-func requireFUSE(t *testing.T) {
+func requireFUSE(t testing.TB) {
 	t.Helper()
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skipf("FUSE mount tests need /dev/fuse: %v", err)

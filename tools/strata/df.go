@@ -60,6 +60,36 @@ func buildDf(mnt string, t *proto.TargetsResp) dfDoc {
 	return d
 }
 
+// mountedTargets is the target table of one mount.
+type mountedTargets struct {
+	mnt     string
+	targets proto.TargetsResp
+}
+
+// mountTargets reads the target tables of the mounts holding paths, or of
+// every Strata mount when paths is empty.
+func mountTargets(verb string, paths []string) ([]mountedTargets, error) {
+	if len(paths) == 0 {
+		var err error
+		if paths, err = defaultMounts(); err != nil {
+			return nil, fail(verb, "", err)
+		}
+	}
+	var out []mountedTargets
+	for _, p := range paths {
+		mnt, err := mountFor(p)
+		if err != nil {
+			return nil, fail(verb, p, err)
+		}
+		m := mountedTargets{mnt: mnt}
+		if err := getJSONXattr(mnt, xattrTargets, &m.targets); err != nil {
+			return nil, fail(verb, p, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
 func newDfCmd() *cobra.Command {
 	var human, inodes, asJSON bool
 	cmd := &cobra.Command{
@@ -69,24 +99,13 @@ func newDfCmd() *cobra.Command {
 the one at MNT), then the filesystem summary, as lfs df does.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			mounts := args
-			if len(mounts) == 0 {
-				var err error
-				if mounts, err = defaultMounts(); err != nil {
-					return fail("df", "", err)
-				}
+			all, err := mountTargets("df", args)
+			if err != nil {
+				return err
 			}
 			var docs []dfDoc
-			for _, p := range mounts {
-				mnt, err := mountFor(p)
-				if err != nil {
-					return fail("df", p, err)
-				}
-				var t proto.TargetsResp
-				if err := getJSONXattr(mnt, xattrTargets, &t); err != nil {
-					return fail("df", p, err)
-				}
-				docs = append(docs, buildDf(mnt, &t))
+			for _, m := range all {
+				docs = append(docs, buildDf(m.mnt, &m.targets))
 			}
 			if asJSON {
 				enc := json.NewEncoder(os.Stdout)
@@ -180,25 +199,15 @@ func newOstsCmd() *cobra.Command {
 		Short: "List the OSTs of mounted Strata filesystems",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			mounts := args
-			if len(mounts) == 0 {
-				var err error
-				if mounts, err = defaultMounts(); err != nil {
-					return fail("osts", "", err)
-				}
+			mounts, err := mountTargets("osts", args)
+			if err != nil {
+				return err
 			}
 			var all []ostJSON
-			for _, p := range mounts {
-				mnt, err := mountFor(p)
-				if err != nil {
-					return fail("osts", p, err)
-				}
-				var t proto.TargetsResp
-				if err := getJSONXattr(mnt, xattrTargets, &t); err != nil {
-					return fail("osts", p, err)
-				}
+			for _, m := range mounts {
+				t := &m.targets
 				if !asJSON {
-					fmt.Printf("OBDS: (%s)\n", mnt)
+					fmt.Printf("OBDS: (%s)\n", m.mnt)
 				}
 				for _, o := range t.OSTs {
 					j := ostJSON{Index: o.Index, Name: targetName(t.FSName, "ost", o.Index), UUID: o.UUID, Addr: o.Addr, Active: o.Active}
