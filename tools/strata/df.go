@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -69,7 +70,8 @@ type mountedTargets struct {
 // mountTargets reads the target tables of the mounts holding paths, or of
 // every Strata mount when paths is empty.
 func mountTargets(verb string, paths []string) ([]mountedTargets, error) {
-	if len(paths) == 0 {
+	all := len(paths) == 0
+	if all {
 		var err error
 		if paths, err = defaultMounts(); err != nil {
 			return nil, fail(verb, "", err)
@@ -83,9 +85,18 @@ func mountTargets(verb string, paths []string) ([]mountedTargets, error) {
 		}
 		m := mountedTargets{mnt: mnt}
 		if err := getJSONXattr(mnt, xattrTargets, &m.targets); err != nil {
+			if all {
+				// One dead mount (its client was killed) must not hide the
+				// others: say so and go on.
+				fmt.Fprintln(os.Stderr, fail(verb, p, err))
+				continue
+			}
 			return nil, fail(verb, p, err)
 		}
 		out = append(out, m)
+	}
+	if len(out) == 0 {
+		return nil, fail(verb, "", errors.New("no Strata mount answered"))
 	}
 	return out, nil
 }
