@@ -91,6 +91,8 @@ type Client struct {
 	cred   proto.Cred // the process's own identity, for the path-level API
 	id     string     // hostname:pid:random, sent at connect
 
+	reconnectMu sync.Mutex // serializes replacing a lost session
+
 	mu       sync.RWMutex
 	session  uint64
 	mdsAddr  string // the MDS that serves the session
@@ -105,6 +107,8 @@ type Client struct {
 	open   map[uint64]*inode // inodes with open Files
 
 	budget budget // dirty bytes over all files
+
+	locks lockOwners // who may hold locks, so close releases only those
 
 	bg   context.Context // lives until Close; owns background work
 	stop context.CancelFunc
@@ -318,7 +322,7 @@ func idempotent(op uint16) bool {
 	switch op {
 	case proto.OpLookup, proto.OpGetattr, proto.OpReadlink, proto.OpReaddir, proto.OpAccess,
 		proto.OpGetxattr, proto.OpListxattr, proto.OpGetLayout, proto.OpStatfs, proto.OpTargets,
-		proto.OpSetSize, proto.OpGetCap, proto.OpRenew,
+		proto.OpSetSize, proto.OpGetCap, proto.OpRenew, proto.OpGetLk, proto.OpUnlock,
 		proto.OpObjRead, proto.OpObjWrite, proto.OpObjSync, proto.OpObjGetattr:
 		return true
 	}

@@ -595,7 +595,7 @@ func TestCreateExistingAndOpenTruncate(t *testing.T) {
 	fc := newFakeCluster(t, 2, 2, 64<<10)
 	c := fc.client(Config{})
 	ctx := context.Background()
-	f, err := c.Create(ctx, c.cred, c.Root(), "f", 0o644, os.O_RDWR|os.O_CREATE, layout.Spec{})
+	f, err := c.Create(ctx, c.cred, c.Root(), "f", 0o644, 0, os.O_RDWR|os.O_CREATE, layout.Spec{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -604,14 +604,14 @@ func TestCreateExistingAndOpenTruncate(t *testing.T) {
 	}
 	// Without O_EXCL an existing file is opened; with O_TRUNC it is
 	// truncated after this client's buffered writes landed.
-	g, err := c.Create(ctx, c.cred, c.Root(), "f", 0o644, os.O_RDWR|os.O_CREATE|os.O_TRUNC, layout.Spec{})
+	g, err := c.Create(ctx, c.cred, c.Root(), "f", 0o644, 0, os.O_RDWR|os.O_CREATE|os.O_TRUNC, layout.Spec{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if f.Ino() != g.Ino() || g.Size() != 0 || f.Size() != 0 {
 		t.Errorf("reopen with O_TRUNC: ino %d/%d sizes %d/%d", f.Ino(), g.Ino(), f.Size(), g.Size())
 	}
-	if _, err := c.Create(ctx, c.cred, c.Root(), "f", 0o644, os.O_RDWR|os.O_CREATE|os.O_EXCL, layout.Spec{}); !errors.Is(err, syscall.EEXIST) {
+	if _, err := c.Create(ctx, c.cred, c.Root(), "f", 0o644, 0, os.O_RDWR|os.O_CREATE|os.O_EXCL, layout.Spec{}); !errors.Is(err, syscall.EEXIST) {
 		t.Errorf("O_EXCL create of an existing file: %v", err)
 	}
 	if err := f.Close(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"sort"
 	"sync"
 	"syscall"
@@ -47,6 +48,10 @@ type fakeCluster struct {
 	inflightW    int64 // bytes of object writes being served
 	maxInflightW int64
 	syncs        map[layout.Object]int
+
+	locks     []fakeLock    // granted locks
+	lockSlice time.Duration // how long a waiting lock request is held
+	umasks    []uint32      // the umask of every create, mkdir and mknod
 }
 
 type fakeInode struct {
@@ -64,18 +69,19 @@ const fakeRoot = 1
 func newFakeCluster(t testing.TB, osts int, stripeCount int32, stripeSize int64) *fakeCluster {
 	t.Helper()
 	fc := &fakeCluster{
-		t:        t,
-		secret:   []byte("fake-secret"),
-		spec:     layout.DefaultSpec(stripeCount, stripeSize),
-		nextIno:  fakeRoot + 1,
-		inodes:   map[uint64]*fakeInode{},
-		objects:  map[layout.Object][]byte{},
-		handles:  map[uint64]uint64{},
-		sessions: map[uint64]bool{},
-		lease:    10 * time.Second,
-		capTTL:   time.Hour,
-		ops:      map[uint16]int{},
-		syncs:    map[layout.Object]int{},
+		t:         t,
+		secret:    []byte("fake-secret"),
+		spec:      layout.DefaultSpec(stripeCount, stripeSize),
+		nextIno:   fakeRoot + 1,
+		inodes:    map[uint64]*fakeInode{},
+		objects:   map[layout.Object][]byte{},
+		handles:   map[uint64]uint64{},
+		sessions:  map[uint64]bool{},
+		lease:     10 * time.Second,
+		capTTL:    time.Hour,
+		lockSlice: 200 * time.Millisecond,
+		ops:       map[uint16]int{},
+		syncs:     map[layout.Object]int{},
 	}
 	now := time.Now().UnixNano()
 	fc.inodes[fakeRoot] = &fakeInode{
@@ -83,7 +89,9 @@ func newFakeCluster(t testing.TB, osts int, stripeCount int32, stripeSize int64)
 		entries: map[string]uint64{},
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	fc.mds = fc.start(log, fc.mdsHandlers())
+	mdsHandlers := fc.mdsHandlers()
+	maps.Copy(mdsHandlers, fc.moreMDSHandlers())
+	fc.mds = fc.start(log, mdsHandlers)
 	for i := range osts {
 		fc.osses = append(fc.osses, fc.start(log, fc.ossHandlers(uint32(i))))
 	}
@@ -272,8 +280,9 @@ func (fc *fakeCluster) mdsHandlers() map[uint16]func(*rpc.Request) (any, error) 
 			}
 			lay.Gen = 1
 			now := time.Now().UnixNano()
-			in := &fakeInode{attr: proto.Attr{Ino: ino, Mode: proto.ModeRegular | req.Mode, Nlink: 1, Mtime: now, Ctime: now},
-				lay: lay, issued: map[uint64]time.Time{}}
+			in := &fakeInode{attr: proto.Attr{Ino: ino, Mode: proto.ModeRegular | req.Mode&^req.Umask, Nlink: 1, Mtime: now, Ctime: now,
+				Flags: dir.attr.Flags & proto.AttrFlagStrict}, lay: lay, issued: map[uint64]time.Time{}}
+			fc.umasks = append(fc.umasks, req.Umask)
 			fc.inodes[ino] = in
 			dir.entries[req.Name] = ino
 			return fc.openLocked(in, req.Flags), nil
@@ -355,7 +364,9 @@ func (fc *fakeCluster) mdsHandlers() map[uint16]func(*rpc.Request) (any, error) 
 			}
 			ino := fc.nextIno
 			fc.nextIno++
-			in := &fakeInode{attr: proto.Attr{Ino: ino, Mode: proto.ModeDir | req.Mode, Nlink: 2}, entries: map[string]uint64{}}
+			in := &fakeInode{attr: proto.Attr{Ino: ino, Mode: proto.ModeDir | req.Mode&^req.Umask, Nlink: 2,
+				Flags: dir.attr.Flags}, entries: map[string]uint64{}}
+			fc.umasks = append(fc.umasks, req.Umask)
 			fc.inodes[ino] = in
 			dir.entries[req.Name] = ino
 			return &proto.EntryResp{Attr: in.attr}, nil

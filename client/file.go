@@ -18,10 +18,15 @@ import (
 // file's objects and the striped I/O engine. ReadAt and WriteAt may be called
 // concurrently; Read, Write and Seek share a file position as os.File does.
 //
-// Writes are buffered (write-behind) unless the client is strict, the write
-// bound is negative, or the file was opened with O_SYNC, O_DSYNC or O_DIRECT.
-// The first write error is remembered and returned by Flush, Sync, Close and
-// every later write.
+// Writes are buffered (write-behind) unless the file is strict (the client's
+// mode, or the file's own AttrFlagStrict), the write bound is negative, or
+// the file was opened with O_SYNC, O_DSYNC or O_DIRECT. The first write
+// error is remembered and returned by Flush, Sync, Close and every later
+// write.
+//
+// A file opened with O_APPEND writes at the end of the file whatever offset
+// it is given: every write reserves its range at the MDS first (OpAppend),
+// so appends from any number of clients never overlap.
 type File struct {
 	c       *Client
 	in      *inode
@@ -29,6 +34,7 @@ type File struct {
 	handle  uint64
 	session uint64
 	flags   int
+	strict  bool // no data caching: the client's mode or the file's flag
 	cred    proto.Cred
 	attr    proto.Attr // at open
 	ra      *readAhead // nil when the file reads without readahead
@@ -57,13 +63,14 @@ func (c *Client) newFile(cred proto.Cred, flags int, resp *proto.OpenResp) *File
 		handle:    resp.Handle,
 		session:   c.sessionID(),
 		flags:     flags,
+		strict:    c.strict || resp.Attr.Flags&proto.AttrFlagStrict != 0,
 		cred:      cred,
 		attr:      resp.Attr,
 		cap:       resp.Cap,
 		capIssued: time.Now(),
 	}
 	f.in = c.acquireInode(f, resp)
-	if c.cfg.ReadAhead > 0 && !c.strict && flags&syscall.O_DIRECT == 0 && f.canRead() {
+	if c.cfg.ReadAhead > 0 && !f.strict && flags&syscall.O_DIRECT == 0 && f.canRead() {
 		f.ra = newReadAhead(f, c.cfg.ReadAhead, &resp.Layout)
 	}
 	return f
@@ -82,6 +89,11 @@ func (f *File) Flags() int { return f.flags }
 // Attr returns the attributes the MDS reported at open.
 func (f *File) Attr() proto.Attr { return f.attr }
 
+// Strict reports whether the file is read and written without client-side
+// caching: the client is strict, or the file was created strict
+// (proto.AttrFlagStrict, from its directory).
+func (f *File) Strict() bool { return f.strict }
+
 // Layout returns the file's layout.
 func (f *File) Layout() layout.Layout {
 	f.in.mu.Lock()
@@ -97,12 +109,20 @@ func (f *File) Size() int64 {
 	return f.in.size()
 }
 
+// sizeForRead returns the size as Size does, and whether a lock was granted
+// since this client learnt it: another client may have changed it.
+func (f *File) sizeForRead() (int64, bool) {
+	f.in.mu.Lock()
+	defer f.in.mu.Unlock()
+	return f.in.size(), f.in.sizeStale
+}
+
 func (f *File) canRead() bool  { return f.flags&syscall.O_ACCMODE != syscall.O_WRONLY }
 func (f *File) canWrite() bool { return f.flags&syscall.O_ACCMODE != syscall.O_RDONLY }
 
 // syncWrites reports whether writes bypass the write-behind buffer.
 func (f *File) syncWrites() bool {
-	return f.c.strict || f.c.cfg.WriteBehind < 0 || f.flags&(syscall.O_SYNC|syscall.O_DSYNC|syscall.O_DIRECT) != 0
+	return f.strict || f.c.cfg.WriteBehind < 0 || f.flags&(syscall.O_SYNC|syscall.O_DSYNC|syscall.O_DIRECT) != 0
 }
 
 // durableWrites reports whether each write must be on stable storage before
@@ -124,9 +144,11 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	size := f.Size()
-	if f.c.strict && off+int64(len(p)) > size {
-		// Another client's extending writes are at the MDS once written.
+	size, stale := f.sizeForRead()
+	if stale || f.strict && off+int64(len(p)) > size {
+		// Another client's extending writes are at the MDS once written
+		// (strict), and its size changes once it released a lock that
+		// this client took since.
 		if _, err := f.c.Getattr(f.c.bg, f.ino); err != nil {
 			return 0, err
 		}
@@ -161,44 +183,75 @@ func (f *File) readDirect(p []byte, off int64) error {
 // WriteAt writes p at off. On a file opened with O_APPEND it writes at the
 // end of the file instead, as pwrite(2) does on Linux.
 func (f *File) WriteAt(p []byte, off int64) (int, error) {
+	_, n, err := f.write(p, off)
+	return n, err
+}
+
+// write writes p at off, or at the end of the file with O_APPEND, and
+// returns where it wrote.
+func (f *File) write(p []byte, off int64) (int64, int, error) {
 	if f.closed.Load() {
-		return 0, ErrClosed
+		return off, 0, ErrClosed
 	}
 	if !f.canWrite() {
-		return 0, fmt.Errorf("client: write %#x: not open for writing: %w", f.ino, syscall.EBADF)
+		return off, 0, fmt.Errorf("client: write %#x: not open for writing: %w", f.ino, syscall.EBADF)
 	}
 	if off < 0 {
-		return 0, fmt.Errorf("client: write %#x at %d: %w", f.ino, off, syscall.EINVAL)
+		return off, 0, fmt.Errorf("client: write %#x at %d: %w", f.ino, off, syscall.EINVAL)
 	}
 	if len(p) == 0 {
-		return 0, nil
+		return off, 0, nil
 	}
 	in := f.in
-	if f.c.strict && f.flags&syscall.O_APPEND != 0 {
-		// Append at the size other clients' writes have reached.
-		if _, err := f.c.Getattr(f.c.bg, f.ino); err != nil {
-			return 0, err
-		}
-	}
 	in.mu.Lock()
-	if err := in.err; err != nil {
-		in.mu.Unlock()
-		return 0, err
+	err := in.err
+	in.mu.Unlock()
+	if err != nil {
+		return off, 0, err
 	}
 	if f.flags&syscall.O_APPEND != 0 {
-		// Reserve the range so that appends through this client do not
-		// overlap; appends from other clients are not ordered with these.
-		off = in.size()
-		in.writeEnd = off + int64(len(p))
+		at, err := f.reserveAppend(int64(len(p)))
+		if err != nil {
+			return off, 0, err
+		}
+		off = at
 	}
-	in.mu.Unlock()
 	if f.syncWrites() {
 		if err := f.writeSync(p, off); err != nil {
+			return off, 0, err
+		}
+		return off, len(p), nil
+	}
+	n, err := in.bufferWrite(f, p, off)
+	return off, n, err
+}
+
+// reserveAppend reserves n bytes at the end of the file at the MDS, which
+// raises the size over them at once, and returns their offset. This
+// client's writes that extended the file and are not reported yet are
+// reported first, so that the reservation comes after them.
+func (f *File) reserveAppend(n int64) (int64, error) {
+	in := f.in
+	in.mu.Lock()
+	behind := in.unreported && in.writeEnd > in.mdsSize
+	in.mu.Unlock()
+	if behind {
+		if err := f.reportSize(f.c.bg, false); err != nil {
 			return 0, err
 		}
-		return len(p), nil
 	}
-	return in.bufferWrite(f, p, off)
+	req := proto.AppendReq{Session: f.session, Ino: f.ino, Handle: f.handle, Len: uint64(n)}
+	var resp proto.AppendResp
+	if err := f.c.mdsCall(f.c.bg, f.ino, proto.OpAppend, &req, &resp); err != nil {
+		return 0, fmt.Errorf("client: append %d bytes to %#x: %w", n, f.ino, err)
+	}
+	off := int64(resp.Offset)
+	in.mu.Lock()
+	// The MDS size covers the reservation already; the write itself
+	// moves writeEnd when it is made.
+	in.mdsSize = max(in.mdsSize, off+n)
+	in.mu.Unlock()
+	return off, nil
 }
 
 // writeSync writes p at off straight to the OSSes and, where the mode asks
@@ -221,7 +274,7 @@ func (f *File) writeSync(p []byte, off int64) error {
 	extends := end > in.mdsSize
 	in.noteWrite(end)
 	in.mu.Unlock()
-	if extends && (f.c.strict || f.flags&(syscall.O_SYNC|syscall.O_DSYNC) != 0) {
+	if extends && (f.strict || f.flags&(syscall.O_SYNC|syscall.O_DSYNC) != 0) {
 		return f.reportSize(f.c.bg, f.flags&(syscall.O_SYNC|syscall.O_DSYNC) != 0)
 	}
 	return nil
@@ -243,13 +296,8 @@ func (f *File) Read(p []byte) (int, error) {
 func (f *File) Write(p []byte) (int, error) {
 	f.posMu.Lock()
 	defer f.posMu.Unlock()
-	if f.flags&syscall.O_APPEND != 0 {
-		n, err := f.WriteAt(p, 0)
-		f.pos = f.Size()
-		return n, err
-	}
-	n, err := f.WriteAt(p, f.pos)
-	f.pos += int64(n)
+	off, n, err := f.write(p, f.pos)
+	f.pos = off + int64(n)
 	return n, err
 }
 

@@ -28,6 +28,7 @@ type inode struct {
 	lastWrite  int64 // unix nanoseconds of the last write
 	unreported bool  // written since the size was last reported to the MDS
 	unsynced   bool  // written since the last fsync
+	sizeStale  bool  // a lock was granted since the MDS last reported the size
 	err        error // the first write error; sticky until the last close
 
 	files map[*File]struct{}
@@ -113,6 +114,7 @@ func (in *inode) mergeAttr(a *proto.Attr) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.mdsSize = int64(a.Size)
+	in.sizeStale = false
 	if in.writeEnd > int64(a.Size) {
 		a.Size = uint64(in.writeEnd)
 	}

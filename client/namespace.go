@@ -90,12 +90,14 @@ func (in *inode) anyFile() *File {
 }
 
 // Create creates and opens regular file name in parent with permission bits
-// mode (umask applied) and O_* flags. spec, if not zero, overrides the layout
-// the file inherits. Without O_EXCL an existing file is opened instead (and
-// truncated with O_TRUNC).
-func (c *Client) Create(ctx context.Context, cred proto.Cred, parent uint64, name string, mode uint32, flags int, spec layout.Spec) (*File, error) {
+// mode and O_* flags. The MDS clears the umask bits from mode unless parent
+// has a default POSIX ACL, which then decides the new file's permissions
+// (POSIX.1e), so pass mode as the caller asked for it. spec, if not zero,
+// overrides the layout the file inherits. Without O_EXCL an existing file is
+// opened instead (and truncated with O_TRUNC).
+func (c *Client) Create(ctx context.Context, cred proto.Cred, parent uint64, name string, mode, umask uint32, flags int, spec layout.Spec) (*File, error) {
 	req := proto.CreateReq{Cred: cred, Session: c.sessionID(), Parent: parent, Name: name,
-		Mode: mode & 0o7777, Flags: uint32(flags), Layout: spec}
+		Mode: mode & 0o7777, Umask: umask & 0o777, Flags: uint32(flags), Layout: spec}
 	var resp proto.OpenResp
 	err := c.mdsCall(ctx, parent, proto.OpCreate, &req, &resp)
 	if errors.Is(err, syscall.EEXIST) && flags&syscall.O_EXCL == 0 {
@@ -139,10 +141,10 @@ func (c *Client) Open(ctx context.Context, cred proto.Cred, ino uint64, flags in
 }
 
 // Mkdir creates directory name in parent with permission bits mode, on MDT
-// mdt (-1 lets the MDS choose).
-func (c *Client) Mkdir(ctx context.Context, cred proto.Cred, parent uint64, name string, mode uint32, mdt int32) (proto.Attr, error) {
+// mdt (-1 lets the MDS choose). umask applies as in Create.
+func (c *Client) Mkdir(ctx context.Context, cred proto.Cred, parent uint64, name string, mode, umask uint32, mdt int32) (proto.Attr, error) {
 	var resp proto.EntryResp
-	req := proto.MkdirReq{Cred: cred, Parent: parent, Name: name, Mode: mode & 0o7777, MDT: mdt}
+	req := proto.MkdirReq{Cred: cred, Parent: parent, Name: name, Mode: mode & 0o7777, Umask: umask & 0o777, MDT: mdt}
 	if err := c.mdsCall(ctx, parent, proto.OpMkdir, &req, &resp); err != nil {
 		return proto.Attr{}, fmt.Errorf("client: mkdir %q in %#x: %w", name, parent, err)
 	}
@@ -150,10 +152,10 @@ func (c *Client) Mkdir(ctx context.Context, cred proto.Cred, parent uint64, name
 }
 
 // Mknod creates a FIFO, socket, device or empty regular file; mode holds the
-// type and permission bits.
-func (c *Client) Mknod(ctx context.Context, cred proto.Cred, parent uint64, name string, mode, rdev uint32) (proto.Attr, error) {
+// type and permission bits. umask applies as in Create.
+func (c *Client) Mknod(ctx context.Context, cred proto.Cred, parent uint64, name string, mode, umask, rdev uint32) (proto.Attr, error) {
 	var resp proto.EntryResp
-	req := proto.MknodReq{Cred: cred, Parent: parent, Name: name, Mode: mode, Rdev: rdev}
+	req := proto.MknodReq{Cred: cred, Parent: parent, Name: name, Mode: mode, Umask: umask & 0o777, Rdev: rdev}
 	if err := c.mdsCall(ctx, parent, proto.OpMknod, &req, &resp); err != nil {
 		return proto.Attr{}, fmt.Errorf("client: mknod %q in %#x: %w", name, parent, err)
 	}
@@ -326,4 +328,30 @@ func (c *Client) SetLayout(ctx context.Context, cred proto.Cred, ino uint64, spe
 		in.mu.Unlock()
 	}
 	return resp, nil
+}
+
+// SetConsistency sets the consistency mode that directory ino gives the
+// files created below it from now on: Strict, CloseToOpen, or "" to inherit
+// its parent's. A file created strict (proto.AttrFlagStrict) is read and
+// written without client-side caching by every client, whatever its mount's
+// mode. Only the directory's owner or root may set it.
+func (c *Client) SetConsistency(ctx context.Context, cred proto.Cred, ino uint64, mode string) error {
+	req := proto.SetConsistencyReq{Cred: cred, Ino: ino, Mode: mode}
+	if err := c.mdsCall(ctx, ino, proto.OpSetConsistency, &req, nil); err != nil {
+		return fmt.Errorf("client: set consistency of %#x to %q: %w", ino, mode, err)
+	}
+	return nil
+}
+
+// ConsistencyOf returns the consistency mode attributes carry: Strict,
+// CloseToOpen, or "" where the inode takes its directory's (a directory
+// without a mode of its own, or a file that is not strict).
+func ConsistencyOf(a *proto.Attr) string {
+	switch {
+	case a.Flags&proto.AttrFlagStrict != 0:
+		return Strict
+	case a.Flags&proto.AttrFlagCloseToOpen != 0:
+		return CloseToOpen
+	}
+	return ""
 }

@@ -182,7 +182,7 @@ func (c *Client) openFile(ctx context.Context, name string, flags int, perm os.F
 	a, err := c.Lookup(ctx, c.cred, parent.Ino, last)
 	switch {
 	case errors.Is(err, syscall.ENOENT) && flags&os.O_CREATE != 0:
-		return c.Create(ctx, c.cred, parent.Ino, last, uint32(perm.Perm()), flags, spec)
+		return c.Create(ctx, c.cred, parent.Ino, last, uint32(perm.Perm()), 0, flags, spec)
 	case err != nil:
 		return nil, err
 	case flags&(os.O_CREATE|os.O_EXCL) == os.O_CREATE|os.O_EXCL:
@@ -214,7 +214,7 @@ func (c *Client) MkdirAll(name string, perm os.FileMode) error {
 		}
 		next, err := c.walk(ctx, cur.Ino, comp, &links)
 		if errors.Is(err, syscall.ENOENT) {
-			next, err = c.Mkdir(ctx, c.cred, cur.Ino, comp, uint32(perm.Perm()), -1)
+			next, err = c.Mkdir(ctx, c.cred, cur.Ino, comp, uint32(perm.Perm()), 0, -1)
 			if errors.Is(err, syscall.EEXIST) {
 				next, err = c.walk(ctx, cur.Ino, comp, &links)
 			}

@@ -94,6 +94,34 @@ func (c *Client) renew(ctx context.Context) error {
 	if !errors.Is(err, syscall.ENOTCONN) {
 		return err
 	}
-	c.log.Warn("client: session lost; reconnecting", "session", fmt.Sprintf("%#x", sess), "err", err)
+	return c.reconnect(ctx, sess, err)
+}
+
+// reconnect replaces session stale, which the MDS no longer knows (cause
+// says how that was learnt), with a new session. Callers that find the same
+// session gone at once share one new session: whoever comes second finds
+// it already replaced.
+func (c *Client) reconnect(ctx context.Context, stale uint64, cause error) error {
+	c.reconnectMu.Lock()
+	defer c.reconnectMu.Unlock()
+	if c.sessionID() != stale {
+		return nil
+	}
+	c.log.Warn("client: session lost; reconnecting", "session", fmt.Sprintf("%#x", stale), "err", cause)
 	return c.connect(ctx)
+}
+
+// withSession runs call with the current session and, if the MDS no longer
+// knows that session (ENOTCONN: its lease expired or the MDS restarted),
+// once more with a new one.
+func (c *Client) withSession(ctx context.Context, call func(session uint64) error) error {
+	sess := c.sessionID()
+	err := call(sess)
+	if !errors.Is(err, syscall.ENOTCONN) {
+		return err
+	}
+	if rerr := c.reconnect(ctx, sess, err); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return call(c.sessionID())
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/stratafs/strata/client"
 	"github.com/stratafs/strata/layout"
-	"github.com/stratafs/strata/proto"
 )
 
 // addFile registers an open file and returns its FUSE handle.
@@ -27,30 +26,38 @@ func (fs *fileSystem) file(fh uint64) *client.File {
 	return fs.files[fh]
 }
 
-// openFlags picks the FOPEN_* flags of a regular file's open.
-func (fs *fileSystem) openFlags(a *proto.Attr) uint32 {
+// openFlags picks the FOPEN_* flags of a regular file's open. A strict
+// file (the mount's mode or the file's own) keeps nothing in the page cache,
+// and neither does an O_APPEND open: the MDS, not the kernel's idea of the
+// size, decides where its writes land, so cached pages at the kernel's
+// offset would be wrong.
+func (fs *fileSystem) openFlags(f *client.File) uint32 {
+	a := f.Attr()
+	strict := fs.strict || f.Strict()
 	var flags uint32
-	if fs.strict || !fs.opts.PageCache {
+	if strict || !fs.opts.PageCache || f.Flags()&syscall.O_APPEND != 0 {
 		// Non-extending direct writes to one file may run in parallel
 		// (shared-file MPI-IO); the library orders what overlaps.
 		flags |= gofuse.FOPEN_DIRECT_IO | gofuse.FOPEN_PARALLEL_DIRECT_WRITES
 	}
-	if !fs.strict && fs.keepCache(a) {
+	if !strict && fs.keepCache(&a) {
 		flags |= gofuse.FOPEN_KEEP_CACHE
 	}
 	return flags
 }
 
-// Create creates and opens a regular file.
+// Create creates and opens a regular file. The kernel leaves the umask to
+// the mount (CAP_DONT_MASK), which passes it on: the MDS ignores it where a
+// default ACL decides the mode.
 func (fs *fileSystem) Create(cancel <-chan struct{}, in *gofuse.CreateIn, name string, out *gofuse.CreateOut) gofuse.Status {
-	f, err := fs.c.Create(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, int(in.Flags), layout.Spec{})
+	f, err := fs.c.Create(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, in.Umask, int(in.Flags), layout.Spec{})
 	if err != nil {
 		return fs.status("create", err)
 	}
 	a := f.Attr()
 	fs.entry(&out.EntryOut, &a)
 	out.Fh = fs.addFile(f)
-	out.OpenFlags = fs.openFlags(&a)
+	out.OpenFlags = fs.openFlags(f)
 	return gofuse.OK
 }
 
@@ -60,17 +67,8 @@ func (fs *fileSystem) Open(cancel <-chan struct{}, in *gofuse.OpenIn, out *gofus
 	if err != nil {
 		return fs.status("open", err)
 	}
-	a := f.Attr()
-	if !fs.strict && fs.server != nil && fs.staleAttrs(&a) {
-		// Close-to-open: the kernel may hold attributes from before
-		// another client's close for up to attrTimeout; make it ask
-		// again so that fstat after open sees the new size. An offset
-		// below 0 invalidates the attributes only, taking no lock the
-		// kernel could hold while it waits for this open.
-		fs.server.InodeNotify(in.NodeId, -1, 0)
-	}
 	out.Fh = fs.addFile(f)
-	out.OpenFlags = fs.openFlags(&a)
+	out.OpenFlags = fs.openFlags(f)
 	return gofuse.OK
 }
 
@@ -124,8 +122,10 @@ func (fs *fileSystem) Writev(cancel <-chan struct{}, in *gofuse.WriteIn, data []
 // Flush is called at every close(2) of a descriptor: it sends buffered
 // writes and reports the size to the MDS, so that the file's next opener on
 // any client sees the data (close-to-open), and returns write errors to
-// close(2).
+// close(2). It then releases the closing process's fcntl locks on the file,
+// as POSIX says any close does.
 func (fs *fileSystem) Flush(cancel <-chan struct{}, in *gofuse.FlushIn) gofuse.Status {
+	defer fs.releaseLocks(in.NodeId, in.LockOwner, false)
 	f := fs.file(in.Fh)
 	if f == nil {
 		return gofuse.EBADF
@@ -133,8 +133,12 @@ func (fs *fileSystem) Flush(cancel <-chan struct{}, in *gofuse.FlushIn) gofuse.S
 	return fs.status("flush", f.Flush())
 }
 
-// Release closes an open file once the kernel drops its last reference.
+// Release closes an open file once the kernel drops its last reference,
+// and releases the flock lock the open file held.
 func (fs *fileSystem) Release(cancel <-chan struct{}, in *gofuse.ReleaseIn) {
+	if in.ReleaseFlags&gofuse.FUSE_RELEASE_FLOCK_UNLOCK != 0 {
+		fs.releaseLocks(in.NodeId, in.LockOwner, true)
+	}
 	fs.handlesMu.Lock()
 	f := fs.files[in.Fh]
 	delete(fs.files, in.Fh)

@@ -16,7 +16,9 @@ import (
 )
 
 // Timeouts of the kernel's entry and attribute caches in close-to-open mode;
-// strict mode uses 0.
+// strict mode uses 0, and so do the attributes of regular files in either
+// mode: stat on any client must show the size a writer's fsync or close
+// reported a moment ago.
 const (
 	entryTimeout = time.Second
 	attrTimeout  = time.Second
@@ -42,7 +44,6 @@ type fileSystem struct {
 	dirs       map[uint64]*dirHandle
 
 	groups groupCache
-	server *gofuse.Server // for notifications to the kernel; set by Init
 }
 
 var _ gofuse.RawFileSystem = (*fileSystem)(nil)
@@ -148,9 +149,14 @@ func splitTime(ns int64) (uint64, uint32) {
 	return uint64(t.Unix()), uint32(t.Nanosecond())
 }
 
-func (fs *fileSystem) timeouts() (entry, attr time.Duration) {
-	if fs.strict {
+// timeouts returns how long the kernel may cache a name and the attributes
+// a.
+func (fs *fileSystem) timeouts(a *proto.Attr) (entry, attr time.Duration) {
+	switch {
+	case fs.strict:
 		return 0, 0
+	case a.IsRegular():
+		return entryTimeout, 0
 	}
 	return entryTimeout, attrTimeout
 }
@@ -158,7 +164,7 @@ func (fs *fileSystem) timeouts() (entry, attr time.Duration) {
 // entry fills a reply that hands the kernel a reference to an inode and
 // counts the lookup.
 func (fs *fileSystem) entry(out *gofuse.EntryOut, a *proto.Attr) {
-	et, at := fs.timeouts()
+	et, at := fs.timeouts(a)
 	out.NodeId = fs.nodeID(a.Ino)
 	out.Generation = 0
 	out.SetEntryTimeout(et)
@@ -169,7 +175,7 @@ func (fs *fileSystem) entry(out *gofuse.EntryOut, a *proto.Attr) {
 
 // attrOut fills an attribute reply.
 func (fs *fileSystem) attrOut(out *gofuse.AttrOut, a *proto.Attr) {
-	_, at := fs.timeouts()
+	_, at := fs.timeouts(a)
 	out.SetTimeout(at)
 	fillAttr(&out.Attr, a)
 	fs.nodesMu.Lock()
@@ -330,7 +336,7 @@ func (fs *fileSystem) SetAttr(cancel <-chan struct{}, in *gofuse.SetAttrIn, out 
 
 // Mknod creates a special or empty regular file.
 func (fs *fileSystem) Mknod(cancel <-chan struct{}, in *gofuse.MknodIn, name string, out *gofuse.EntryOut) gofuse.Status {
-	a, err := fs.c.Mknod(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, in.Rdev)
+	a, err := fs.c.Mknod(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, in.Umask, in.Rdev)
 	if err != nil {
 		return fs.status("mknod", err)
 	}
@@ -340,7 +346,7 @@ func (fs *fileSystem) Mknod(cancel <-chan struct{}, in *gofuse.MknodIn, name str
 
 // Mkdir creates a directory; the MDS places it.
 func (fs *fileSystem) Mkdir(cancel <-chan struct{}, in *gofuse.MkdirIn, name string, out *gofuse.EntryOut) gofuse.Status {
-	a, err := fs.c.Mkdir(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, -1)
+	a, err := fs.c.Mkdir(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, in.Umask, -1)
 	if err != nil {
 		return fs.status("mkdir", err)
 	}
@@ -425,18 +431,6 @@ func (fs *fileSystem) StatFs(cancel <-chan struct{}, h *gofuse.InHeader, out *go
 		Bsize: bsize, Frsize: bsize, NameLen: 255,
 	}
 	return gofuse.OK
-}
-
-// Init keeps the server, to send the kernel cache invalidations.
-func (fs *fileSystem) Init(server *gofuse.Server) { fs.server = server }
-
-// staleAttrs reports whether an open found a file's size or mtime changed
-// since the kernel last got its attributes: another client wrote it.
-func (fs *fileSystem) staleAttrs(a *proto.Attr) bool {
-	fs.nodesMu.Lock()
-	defer fs.nodesMu.Unlock()
-	n := fs.nodes[a.Ino]
-	return n != nil && (n.attr.Size != a.Size || n.attr.Mtime != a.Mtime)
 }
 
 // OnUnmount closes the files the kernel left open, flushing their data.

@@ -5,9 +5,19 @@
 // node is kept only to hold per-node cache state until the kernel forgets
 // the node.
 //
-// Every request runs with the caller's uid, gid, supplementary groups and
-// pid, which the MDS checks: the mount does not ask the kernel for
-// default_permissions. Errors become errno values here, once.
+// Permissions. Every request runs with the caller's uid, gid, supplementary
+// groups and pid, which the MDS checks. The mount also enables POSIX ACLs
+// (FUSE_POSIX_ACL), which turns on the kernel's default_permissions: the
+// kernel checks permissions itself against the mode and the ACLs it caches
+// (read as system.posix_acl_* xattrs, which pass through to the MDS), so
+// that execute and search permission are enforced too. The kernel drops its
+// cached ACLs of an inode when they or the mode change through this mount
+// and whenever it fetches the inode's attributes again, so another client's
+// change shows at the next check of a regular file (whose attributes it
+// never caches) and within a second elsewhere. The kernel leaves the umask
+// to the mount (CAP_DONT_MASK), which sends it with the raw mode: the MDS
+// applies it unless the parent directory has a default ACL. Errors become
+// errno values here, once.
 //
 // Data caching in the kernel. Regular files are opened with FOPEN_DIRECT_IO
 // unless Options.PageCache is set: reads and writes then reach the client
@@ -20,21 +30,52 @@
 // 270-440, cold reads 550-680 MB/s against 470-580; the servers, not the
 // mount, were the limit there. Re-reading a small unchanged file gains from
 // the page cache, which Options.PageCache turns on. mmap works either way
-// (FUSE_DIRECT_IO_ALLOW_MMAP). In close-to-open mode an open keeps the
-// kernel's cached pages (FOPEN_KEEP_CACHE) only if the file's data version,
-// size and mtime are what the previous open of it on this mount saw, and an
-// open that finds the size or mtime changed has the kernel drop its cached
-// attributes, so fstat after open sees another client's closed writes
-// although attributes are otherwise cached for a second; in strict
-// mode nothing is cached: entry and attribute timeouts are 0 and every file is
+// (FUSE_DIRECT_IO_ALLOW_MMAP): MAP_SHARED pages reach the library at msync
+// or writeback, MAP_PRIVATE pages never do. In close-to-open mode an open
+// keeps the kernel's cached pages (FOPEN_KEEP_CACHE) only if the file's data
+// version, size and mtime are what the previous open of it on this mount
+// saw. Names and the attributes of directories and symbolic links are
+// cached for a second; the attributes of regular files are not cached at
+// all (timeout 0), so stat on any client shows the size a writer's fsync or
+// close reported, and a writer's own stat its size and mtime before it
+// closes, at the price of a GETATTR for every stat of a file. In strict mode
+// nothing is cached: entry and attribute timeouts are 0 and every file is
 // opened with FOPEN_DIRECT_IO.
 //
-// FUSE_INTERRUPT is not honoured: a request finishes, or fails with the rpc
-// call timeout, but never returns EINTR (see fileSystem.ctx).
+// Consistency per file. A file created in a directory whose consistency
+// mode is strict carries proto.AttrFlagStrict and is handled as on a strict
+// mount by every client (FOPEN_DIRECT_IO, no readahead or write-behind,
+// extending writes report the size before they return), whatever the
+// mount's mode. The virtual xattr user.strata.consistency reads a mode on
+// any inode ("strict", "close-to-open", or "" for inherited) and, set on a
+// directory, sets the mode its new files get; removing it inherits again.
+// Like the other virtual xattrs (user.strata.layout, user.strata.targets)
+// it is hidden from listxattr.
 //
-// Not yet served: byte-range and flock locks (the kernel keeps them local to
-// this mount), fallocate (EOPNOTSUPP), O_TMPFILE, and file capabilities and
-// POSIX ACLs (security.capability and system.posix_acl_* read as absent).
+// O_APPEND. Every write of a file opened with O_APPEND reserves its range
+// at the end of the file at the MDS (OpAppend) and goes there whatever
+// offset the kernel passed, so appends from any number of clients never
+// overlap. Such opens never use the page cache.
+//
+// Locks. fcntl (POSIX) and flock(2) locks reach the mount
+// (MountOptions.EnableLocks) and are kept by the MDS for every client;
+// F_GETLK reports a holder on any client with its pid. F_SETLKW waits in
+// slices of proto.LockWaitSlice and fails with EINTR, at the end of the
+// slice in flight, when the kernel interrupts it: the kernel restarts it
+// for SA_RESTART signal handlers. Closing any descriptor of a file releases
+// the closing process's fcntl locks on it (FLUSH carries the lock owner);
+// the last close of an open file releases its flock lock; the end of the
+// client's session releases everything. Locks order data between clients as
+// well (see the client package): what a process wrote before it released a
+// lock, another client's process reads once it holds the lock.
+//
+// FUSE_INTERRUPT is honoured by F_SETLKW only: any other request finishes,
+// or fails with the rpc call timeout, but never returns EINTR (see
+// fileSystem.ctx).
+//
+// Not yet served: fallocate (EOPNOTSUPP), O_TMPFILE, OFD locks released at
+// close (F_OFD_SETLK locks go with the session), and file capabilities
+// (security.capability reads as absent and cannot be set).
 package fuse
 
 import (
@@ -90,21 +131,24 @@ func Mount(c *client.Client, mnt string, opts Options) (*gofuse.Server, error) {
 		Name:          "strata",
 		FsName:        opts.FSName,
 		Debug:         opts.Debug,
-		// Locks are not coherent across clients yet, so the kernel keeps
-		// them local to this mount.
-		EnableLocks: false,
-		// Answer security.capability and POSIX ACL lookups without a
-		// round trip: the kernel asks on every write.
-		IgnoreSecurityLabels: true,
+		// fcntl and flock locks come to the mount, which has the MDS
+		// keep them for every client.
+		EnableLocks: true,
+		// POSIX ACLs: the kernel reads them (and caches them) as xattrs
+		// and checks permissions itself (default_permissions) against
+		// them and the cached mode; the MDS checks again.
+		EnableAcl: true,
 		// Mount with mount(2) when running as root, through fusermount3
 		// otherwise.
 		DirectMount: true,
 		// mmap of FOPEN_DIRECT_IO files; O_TRUNC carried by the open
-		// itself (one MDS request, atomic); and READDIRPLUS only where
-		// the kernel expects lookups to follow (ls -l, not ls), since
-		// attributes cost the MDS more than names.
-		ExtraCapabilities: gofuse.CAP_DIRECT_IO_ALLOW_MMAP | gofuse.CAP_ATOMIC_O_TRUNC | gofuse.CAP_READDIRPLUS_AUTO,
-		Logger:            log.New(slogWriter{log: fsys.log, debug: opts.Debug}, "", 0),
+		// itself (one MDS request, atomic); READDIRPLUS only where the
+		// kernel expects lookups to follow (ls -l, not ls), since
+		// attributes cost the MDS more than names; and the umask left to
+		// the MDS, which must not apply it under a default ACL.
+		ExtraCapabilities: gofuse.CAP_DIRECT_IO_ALLOW_MMAP | gofuse.CAP_ATOMIC_O_TRUNC | gofuse.CAP_READDIRPLUS_AUTO |
+			gofuse.CAP_DONT_MASK,
+		Logger: log.New(slogWriter{log: fsys.log, debug: opts.Debug}, "", 0),
 	}
 	server, err := gofuse.NewServer(fsys, mnt, mo)
 	if err != nil {

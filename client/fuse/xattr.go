@@ -3,10 +3,12 @@ package fuse
 import (
 	"encoding/json"
 	"strings"
+	"syscall"
 
 	gofuse "github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"github.com/stratafs/strata/client"
 	"github.com/stratafs/strata/layout"
 	"github.com/stratafs/strata/proto"
 )
@@ -22,8 +24,18 @@ const (
 	xattrLayout = "user.strata.layout"
 	// xattrTargets reads as the JSON of proto.TargetsResp on any inode.
 	xattrTargets = "user.strata.targets"
+	// xattrConsistency is the consistency mode, as plain text: "strict",
+	// "close-to-open" or "" (inherited from the directory above). Setting
+	// it on a directory sets the mode of the files created below it from
+	// then on; removing it (or setting "") makes the directory inherit
+	// again. It reads on any inode; a file's is "strict" or "".
+	xattrConsistency = "user.strata.consistency"
 	// reservedPrefix is the namespace of virtual attributes.
 	reservedPrefix = "user.strata."
+	// xattrCapability holds file capabilities, which Strata does not keep:
+	// it reads as absent without asking the MDS, as the kernel asks for it
+	// on writes, and cannot be set.
+	xattrCapability = "security.capability"
 )
 
 // virtualXattr returns the value of a virtual attribute; ok is false for a
@@ -43,6 +55,14 @@ func (fs *fileSystem) virtualXattr(cancel <-chan struct{}, ino uint64, name stri
 			return nil, true, err
 		}
 		v = resp
+	case xattrConsistency:
+		a, err := fs.c.Getattr(fs.ctx(), ino)
+		if err != nil {
+			return nil, true, err
+		}
+		return []byte(client.ConsistencyOf(&a)), true, nil
+	case xattrCapability:
+		return nil, true, syscall.ENODATA
 	default:
 		return nil, false, nil
 	}
@@ -86,7 +106,12 @@ func (fs *fileSystem) ListXAttr(cancel <-chan struct{}, h *gofuse.InHeader, dest
 	return uint32(copy(dest, buf)), gofuse.OK
 }
 
-// SetXAttr writes an extended attribute; writing xattrLayout sets the layout.
+// SetXAttr writes an extended attribute; writing xattrLayout sets the layout
+// and xattrConsistency a directory's consistency mode. POSIX ACLs
+// (system.posix_acl_access and system.posix_acl_default) pass through like
+// any other attribute: the MDS validates them, keeps the mode in step and
+// enforces them, and the kernel forgets its cached ACLs and attributes of
+// the inode after setting one.
 func (fs *fileSystem) SetXAttr(cancel <-chan struct{}, in *gofuse.SetXAttrIn, name string, data []byte) gofuse.Status {
 	ino := fs.ino(in.NodeId)
 	cred := fs.cred(&in.InHeader)
@@ -103,8 +128,12 @@ func (fs *fileSystem) SetXAttr(cancel <-chan struct{}, in *gofuse.SetXAttrIn, na
 		}
 		_, err := fs.c.SetLayout(fs.ctx(), cred, ino, spec)
 		return fs.status("setstripe", err)
+	case xattrConsistency:
+		return fs.status("setconsistency", fs.c.SetConsistency(fs.ctx(), cred, ino, string(data)))
 	case xattrTargets:
 		return gofuse.EPERM
+	case xattrCapability:
+		return gofuse.Status(syscall.EOPNOTSUPP)
 	}
 	var flags uint32
 	if in.Flags&unix.XATTR_CREATE != 0 {
@@ -124,6 +153,8 @@ func (fs *fileSystem) RemoveXAttr(cancel <-chan struct{}, h *gofuse.InHeader, na
 	case xattrLayout:
 		_, err := fs.c.SetLayout(fs.ctx(), fs.cred(h), ino, layout.Spec{})
 		return fs.status("setstripe", err)
+	case xattrConsistency:
+		return fs.status("setconsistency", fs.c.SetConsistency(fs.ctx(), fs.cred(h), ino, ""))
 	case xattrTargets:
 		return gofuse.EPERM
 	}
