@@ -16,6 +16,10 @@ const (
 	destroyPage  = 256              // queue entries read per scan
 	destroyRetry = 10 * time.Second // wait after a failed pass
 	destroyIdle  = time.Minute      // rescan even without a kick
+	// destroyGather is how long a kicked worker lets unlinks queue up
+	// before a pass, so that a recursive delete is drained in passes of
+	// many entries rather than a scan and a transaction per file.
+	destroyGather = 20 * time.Millisecond
 )
 
 // queueDestroy adds a file's objects to the destroy queue. It reports
@@ -75,19 +79,23 @@ func (s *Service) drainDestroyQueue(ctx context.Context) (done, left int, err er
 		if err != nil {
 			return done, left, fmt.Errorf("mds: read destroy queue: %w", err)
 		}
+		var settled []settledDestroy
 		for _, q := range page {
 			if !s.serves(q.ino) {
 				continue
 			}
 			remaining := s.destroyObjects(ctx, q.ino, q.rec.Objs)
-			if err := s.settleDestroy(ctx, q, remaining); err != nil {
-				return done, left, err
+			if len(remaining) < len(q.rec.Objs) {
+				settled = append(settled, settledDestroy{q, remaining})
 			}
 			if len(remaining) == 0 {
 				done++
 			} else {
 				left++
 			}
+		}
+		if err := s.settleDestroys(ctx, settled); err != nil {
+			return done, left, err
 		}
 		if len(page) < destroyPage {
 			return done, left, nil
@@ -129,29 +137,45 @@ func (s *Service) destroyObjects(ctx context.Context, ino uint64, objs []proto.O
 	return failed
 }
 
-// settleDestroy removes a finished queue entry or rewrites it with the
-// objects still to delete.
-func (s *Service) settleDestroy(ctx context.Context, q queuedDestroy, remaining []proto.ObjRef) error {
-	if len(remaining) == len(q.rec.Objs) {
+// settledDestroy is a queue entry some of whose objects are gone.
+type settledDestroy struct {
+	q         queuedDestroy
+	remaining []proto.ObjRef // objects still to delete
+}
+
+// settleDestroys removes the finished queue entries of a pass and rewrites
+// the others with the objects still to delete, in one transaction: a
+// recursive delete queues thousands of entries, and a transaction each
+// would cost the MDS more than the unlinks did.
+func (s *Service) settleDestroys(ctx context.Context, settled []settledDestroy) error {
+	if len(settled) == 0 {
 		return nil
 	}
 	err := s.update(ctx, func(t *mtx) error {
-		if len(remaining) == 0 {
-			return t.kv.Delete(q.key)
+		for _, e := range settled {
+			if len(e.remaining) == 0 {
+				if err := t.kv.Delete(e.q.key); err != nil {
+					return err
+				}
+				continue
+			}
+			rec := e.q.rec
+			rec.Objs = e.remaining
+			if err := t.setRecord(e.q.key, &rec); err != nil {
+				return err
+			}
 		}
-		rec := q.rec
-		rec.Objs = remaining
-		return t.setRecord(q.key, &rec)
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("mds: update destroy queue entry of %#x: %w", q.ino, err)
+		return fmt.Errorf("mds: update %d destroy queue entries: %w", len(settled), err)
 	}
 	return nil
 }
 
-// runDestroyWorker drains the destroy queue whenever it is kicked, every
-// destroyIdle, and destroyRetry after a pass that left work, until ctx
-// ends.
+// runDestroyWorker drains the destroy queue destroyGather after it is
+// kicked, every destroyIdle, and destroyRetry after a pass that left work,
+// until ctx ends.
 func (s *Service) runDestroyWorker(ctx context.Context) {
 	wait := time.Duration(0)
 	for {
@@ -162,6 +186,9 @@ func (s *Service) runDestroyWorker(ctx context.Context) {
 			return
 		case <-s.kick:
 			t.Stop()
+			if !sleepCtx(ctx, destroyGather) {
+				return
+			}
 		case <-t.C:
 		}
 		done, left, err := s.drainDestroyQueue(ctx)
@@ -279,4 +306,16 @@ func (s *Service) Background(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+}
+
+// sleepCtx waits d, or until ctx ends; it reports whether ctx is still live.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

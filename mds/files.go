@@ -197,6 +197,15 @@ func (s *Service) release(ctx context.Context, id uint64, w *proto.CloseReq) (pr
 		defer gate.Unlock()
 		left = s.open.count(h.ino)
 	}
+	wrote := w != nil && h.rights&proto.RightWrite != 0
+	if !wrote {
+		// Nothing to merge: a snapshot read answers, unless this was the
+		// last handle of a file that may have lost its last link.
+		attr, orphan, err := s.attrAtRelease(ctx, h.ino)
+		if err != nil || left > 0 || !orphan {
+			return attr, err
+		}
+	}
 	var attr proto.Attr
 	queued := false
 	err := s.updateInode(ctx, h.ino, func(t *mtx) error {
@@ -209,7 +218,7 @@ func (s *Service) release(ctx context.Context, id uint64, w *proto.CloseReq) (pr
 		if err != nil {
 			return err
 		}
-		if w != nil && h.rights&proto.RightWrite != 0 {
+		if wrote {
 			t.mergeWrite(in, w.Size, w.Mtime, h.uid)
 		}
 		attr = in.attr()
@@ -222,6 +231,27 @@ func (s *Service) release(ctx context.Context, id uint64, w *proto.CloseReq) (pr
 		s.kickDestroy()
 	}
 	return attr, err
+}
+
+// attrAtRelease reads the attributes of ino for a close that changes
+// nothing, and whether it has no link left (an orphan, or a file an unlink
+// is destroying). A missing inode (the handle of a failed open) gives zero
+// attributes and no error.
+func (s *Service) attrAtRelease(ctx context.Context, ino uint64) (proto.Attr, bool, error) {
+	var attr proto.Attr
+	orphan := false
+	err := s.view(ctx, func(t *mtx) error {
+		in, err := t.inodeAttrs(ino)
+		if isErrno(err, syscall.ENOENT) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		attr, orphan = in.attr(), in.Nlink == 0
+		return nil
+	})
+	return attr, orphan, err
 }
 
 // mergeWrite records data a client wrote: size becomes the maximum of the

@@ -37,7 +37,7 @@ func (s *Service) rootDefault(ctx context.Context) (layout.Spec, error) {
 	}
 	var spec layout.Spec
 	err := s.view(ctx, func(t *mtx) error {
-		root, err := t.inode(RootIno)
+		root, err := t.inodeAttrs(RootIno)
 		if err != nil {
 			return err
 		}

@@ -23,7 +23,7 @@ func (s *Service) Lookup(ctx context.Context, req *proto.LookupReq) (*proto.Entr
 	}
 	var resp proto.EntryResp
 	err := s.view(ctx, func(t *mtx) error {
-		dir, err := t.dir(req.Parent)
+		dir, err := t.dirAttrs(req.Parent)
 		if err != nil {
 			return err
 		}
@@ -45,7 +45,7 @@ func (s *Service) Lookup(ctx context.Context, req *proto.LookupReq) (*proto.Entr
 			}
 			child = d.Ino
 		}
-		in, err := t.inode(child)
+		in, err := t.inodeAttrs(child)
 		if err != nil {
 			return err
 		}
@@ -63,7 +63,7 @@ func (s *Service) Lookup(ctx context.Context, req *proto.LookupReq) (*proto.Entr
 func (s *Service) Getattr(ctx context.Context, req *proto.GetattrReq) (*proto.AttrResp, error) {
 	var resp proto.AttrResp
 	err := s.view(ctx, func(t *mtx) error {
-		in, err := t.inode(req.Ino)
+		in, err := t.inodeAttrs(req.Ino)
 		if err != nil {
 			return err
 		}
@@ -83,7 +83,7 @@ func (s *Service) Access(ctx context.Context, req *proto.AccessReq) error {
 		return fmt.Errorf("mds: access mask %#o: %w", req.Mask, syscall.EINVAL)
 	}
 	return s.view(ctx, func(t *mtx) error {
-		in, err := t.inode(req.Ino)
+		in, err := t.inodeAttrs(req.Ino)
 		if err != nil {
 			return err
 		}
@@ -258,7 +258,7 @@ func (s *Service) Symlink(ctx context.Context, req *proto.SymlinkReq) (*proto.En
 func (s *Service) Readlink(ctx context.Context, req *proto.ReadlinkReq) (*proto.ReadlinkResp, error) {
 	var resp proto.ReadlinkResp
 	err := s.view(ctx, func(t *mtx) error {
-		in, err := t.inode(req.Ino)
+		in, err := t.inodeAttrs(req.Ino)
 		if err != nil {
 			return err
 		}
@@ -476,7 +476,7 @@ func (s *Service) Readdir(ctx context.Context, req *proto.ReaddirReq) (*proto.Re
 	resp := proto.ReaddirResp{Entries: make([]proto.Dirent, 0, min(limit, 64))}
 	err := s.view(ctx, func(t *mtx) error {
 		resp.Entries, resp.More = resp.Entries[:0], false
-		dir, err := t.dir(req.Ino)
+		dir, err := t.dirAttrs(req.Ino)
 		if err != nil {
 			return err
 		}
@@ -511,7 +511,7 @@ func (s *Service) Readdir(ctx context.Context, req *proto.ReaddirReq) (*proto.Re
 		}
 		for i := range resp.Entries {
 			e := &resp.Entries[i]
-			in, err := t.inode(e.Ino)
+			in, err := t.inodeAttrs(e.Ino)
 			if err != nil {
 				return err
 			}

@@ -43,6 +43,9 @@ type dentry struct {
 // inode is an inode record. Which fields count depends on the type.
 type inode struct {
 	Ino uint64 `msgpack:"-"` // from the key
+	// partial marks a record read without its layout (mtx.inodeAttrs),
+	// which must not be written back.
+	partial bool
 
 	Mode  uint32 `msgpack:"m"`
 	Uid   uint32 `msgpack:"u"`

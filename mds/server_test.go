@@ -15,14 +15,14 @@ import (
 )
 
 // startServer formats a store and runs an MDS on it on a free port.
-func startServer(t *testing.T) (addr string, stop func()) {
+func startServer(t testing.TB) (addr string, stop func()) {
 	t.Helper()
 	return startServerLease(t, 0)
 }
 
 // startServerLease is startServer with a client session lease (0 for the
 // default).
-func startServerLease(t *testing.T, lease time.Duration) (addr string, stop func()) {
+func startServerLease(t testing.TB, lease time.Duration) (addr string, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	kvURL := "embedded:" + filepath.Join(t.TempDir(), "mdt")

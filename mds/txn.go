@@ -14,7 +14,8 @@ import (
 // the inodes it read, so that an operation touching one inode through two
 // names (rename within a directory, a link in the same directory) sees and
 // writes one copy. Writes to cached inodes are flushed when the body
-// returns without error.
+// returns without error. Entries read or written are cached too, so that
+// checking a name twice (create, then the shared newEntry) reads it once.
 type mtx struct {
 	ctx   context.Context
 	kv    kv.Txn
@@ -23,6 +24,15 @@ type mtx struct {
 	cache map[uint64]*inode
 	dirty []uint64 // inodes to write back, in first-touch order
 	gone  []uint64 // inodes to delete
+	dents []cachedEntry
+}
+
+// cachedEntry is a directory entry a transaction read or wrote.
+type cachedEntry struct {
+	parent uint64
+	name   string
+	d      dentry
+	ok     bool // false: the entry does not exist
 }
 
 // update runs fn as one read-write transaction, retried on conflict.
@@ -68,8 +78,17 @@ func (s *Service) newMtx(ctx context.Context, tx kv.Txn) *mtx {
 }
 
 // inode returns ino's record, or ENOENT.
-func (t *mtx) inode(ino uint64) (*inode, error) {
-	if in, ok := t.cache[ino]; ok {
+func (t *mtx) inode(ino uint64) (*inode, error) { return t.readInode(ino, false) }
+
+// inodeAttrs is inode for a reader that needs no file layout: it leaves
+// Layout nil, sparing its decode, and the record it returns must not be
+// written back (flush fails on it).
+func (t *mtx) inodeAttrs(ino uint64) (*inode, error) { return t.readInode(ino, true) }
+
+// readInode reads ino's record through the cache, without the layout if
+// attrsOnly.
+func (t *mtx) readInode(ino uint64, attrsOnly bool) (*inode, error) {
+	if in, ok := t.cache[ino]; ok && (in == nil || attrsOnly || !in.partial) {
 		if in == nil {
 			return nil, fmt.Errorf("mds: inode %#x: %w", ino, syscall.ENOENT)
 		}
@@ -83,7 +102,12 @@ func (t *mtx) inode(ino uint64) (*inode, error) {
 		return nil, fmt.Errorf("mds: inode %#x: %w", ino, syscall.ENOENT)
 	}
 	in := &inode{}
-	if err := decode(b, in); err != nil {
+	if attrsOnly {
+		err = decodeInodeAttrs(b, in)
+	} else {
+		err = decode(b, in)
+	}
+	if err != nil {
 		return nil, err
 	}
 	in.Ino = ino
@@ -92,13 +116,19 @@ func (t *mtx) inode(ino uint64) (*inode, error) {
 }
 
 // dir returns ino's record if it is a directory, else ENOTDIR.
-func (t *mtx) dir(ino uint64) (*inode, error) {
-	in, err := t.inode(ino)
+func (t *mtx) dir(ino uint64) (*inode, error) { return checkDir(t.inode(ino)) }
+
+// dirAttrs is dir for a reader (see inodeAttrs).
+func (t *mtx) dirAttrs(ino uint64) (*inode, error) { return checkDir(t.inodeAttrs(ino)) }
+
+// checkDir passes on a record read if it is a directory, else fails with
+// ENOTDIR.
+func checkDir(in *inode, err error) (*inode, error) {
 	if err != nil {
 		return nil, err
 	}
 	if !in.isDir() {
-		return nil, fmt.Errorf("mds: inode %#x: %w", ino, syscall.ENOTDIR)
+		return nil, fmt.Errorf("mds: inode %#x: %w", in.Ino, syscall.ENOTDIR)
 	}
 	return in, nil
 }
@@ -155,29 +185,64 @@ func (t *mtx) flush() error {
 
 // lookup returns the entry name of parent, and whether it exists.
 func (t *mtx) lookup(parent uint64, name string) (dentry, bool, error) {
-	var d dentry
+	if e := t.findEntry(parent, name); e != nil {
+		return e.d, e.ok, nil
+	}
 	b, err := t.kv.Get(t.ctx, t.k.dentry(parent, name))
 	if err != nil {
-		return d, false, fmt.Errorf("mds: read entry %q of %#x: %w", name, parent, err)
+		return dentry{}, false, fmt.Errorf("mds: read entry %q of %#x: %w", name, parent, err)
 	}
-	if b == nil {
-		return d, false, nil
+	var d dentry
+	if b != nil {
+		if err := decode(b, &d); err != nil {
+			return dentry{}, false, err
+		}
 	}
-	return d, true, decode(b, &d)
+	t.cacheEntry(parent, name, d, b != nil)
+	return d, b != nil, nil
+}
+
+// findEntry returns the cached entry name of parent, or nil. A
+// transaction touches a few entries, so a list does.
+func (t *mtx) findEntry(parent uint64, name string) *cachedEntry {
+	for i := range t.dents {
+		if e := &t.dents[i]; e.parent == parent && e.name == name {
+			return e
+		}
+	}
+	return nil
+}
+
+// cacheEntry remembers an entry read or written (ok false: absent).
+func (t *mtx) cacheEntry(parent uint64, name string, d dentry, ok bool) {
+	if e := t.findEntry(parent, name); e != nil {
+		e.d, e.ok = d, ok
+		return
+	}
+	t.dents = append(t.dents, cachedEntry{parent: parent, name: name, d: d, ok: ok})
 }
 
 // link writes the entry name of parent pointing at in.
 func (t *mtx) link(parent uint64, name string, in *inode) error {
-	b, err := encode(dentry{Ino: in.Ino, Type: in.Mode & modeType})
+	d := dentry{Ino: in.Ino, Type: in.Mode & modeType}
+	b, err := encode(&d)
 	if err != nil {
 		return err
 	}
-	return t.kv.Set(t.k.dentry(parent, name), b)
+	if err := t.kv.Set(t.k.dentry(parent, name), b); err != nil {
+		return err
+	}
+	t.cacheEntry(parent, name, d, true)
+	return nil
 }
 
 // unlinkEntry deletes the entry name of parent.
 func (t *mtx) unlinkEntry(parent uint64, name string) error {
-	return t.kv.Delete(t.k.dentry(parent, name))
+	if err := t.kv.Delete(t.k.dentry(parent, name)); err != nil {
+		return err
+	}
+	t.cacheEntry(parent, name, dentry{}, false)
+	return nil
 }
 
 // empty reports whether directory ino has no entries.

@@ -91,7 +91,7 @@ func (s *Service) Getxattr(ctx context.Context, req *proto.GetxattrReq) (*proto.
 	}
 	var resp proto.GetxattrResp
 	err := s.view(ctx, func(t *mtx) error {
-		in, err := t.inode(req.Ino)
+		in, err := t.inodeAttrs(req.Ino)
 		if err != nil {
 			return err
 		}
@@ -170,7 +170,7 @@ func (s *Service) Listxattr(ctx context.Context, req *proto.ListxattrReq) (*prot
 	resp := proto.ListxattrResp{Names: []string{}}
 	err := s.view(ctx, func(t *mtx) error {
 		resp.Names = resp.Names[:0]
-		in, err := t.inode(req.Ino)
+		in, err := t.inodeAttrs(req.Ino)
 		if err != nil {
 			return err
 		}

@@ -2,12 +2,16 @@ package rpc
 
 import (
 	"context"
+	"io"
+	"net"
+	"strings"
 	"testing"
 )
 
 const (
 	opBenchWrite uint16 = 200
 	opBenchRead  uint16 = 201
+	opBenchSmall uint16 = 202
 )
 
 type benchReq struct {
@@ -17,6 +21,17 @@ type benchReq struct {
 
 type benchResp struct {
 	N int `msgpack:"n"`
+}
+
+// benchMeta is a metadata-sized message (about 100 bytes encoded), like a
+// lookup request or an attribute reply.
+type benchMeta struct {
+	Parent uint64   `msgpack:"p"`
+	Name   string   `msgpack:"n"`
+	Uid    uint32   `msgpack:"u"`
+	Gid    uint32   `msgpack:"g"`
+	Groups []uint32 `msgpack:"G"`
+	Times  [3]int64 `msgpack:"t"`
 }
 
 // benchServer serves a write op (bulk in, small reply) and a read op (small
@@ -33,6 +48,13 @@ func benchServer(b *testing.B) *Server {
 			return nil, err
 		}
 		return &Reply{Body: &benchResp{N: r.Len}, Bulk: data[:r.Len]}, nil
+	})
+	s.Handle(opBenchSmall, func(_ context.Context, req *Request) (*Reply, error) {
+		r := new(benchMeta)
+		if err := req.Decode(r); err != nil {
+			return nil, err
+		}
+		return &Reply{Body: r}, nil
 	})
 	if err := s.Start(context.Background()); err != nil {
 		b.Fatal(err)
@@ -97,6 +119,66 @@ func BenchmarkCallSerial4K(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := c.CallBulk(ctx, s.Addr(), opBenchWrite, &benchReq{}, out, &resp, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCallSerialSmall is one caller doing round trips with a ~100-byte
+// body each way and no bulk: the latency of a metadata call.
+func BenchmarkCallSerialSmall(b *testing.B) {
+	s := benchServer(b)
+	c := NewClient(ClientConfig{Secret: testSecret, Logger: quietLogger()})
+	b.Cleanup(func() { _ = c.Close() })
+	ctx := context.Background()
+	addr := s.Addr()
+	req := &benchMeta{Parent: 1, Name: strings.Repeat("f", 40), Uid: 1000, Gid: 1000,
+		Groups: []uint32{4, 24, 27}, Times: [3]int64{1 << 60, 1 << 60, 1 << 60}}
+	var resp benchMeta
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.Call(ctx, addr, opBenchSmall, req, &resp); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkNetConnEcho is the floor the serial benchmarks compare with: a
+// 128-byte request and reply over a plain loopback net.Conn, echoed by a
+// goroutine on the server side.
+func BenchmarkNetConnEcho(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		buf := make([]byte, 128)
+		for {
+			if _, err := io.ReadFull(nc, buf); err != nil {
+				return
+			}
+			if _, err := nc.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = nc.Close() })
+	buf := make([]byte, 128)
+	for b.Loop() {
+		if _, err := nc.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(nc, buf); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -27,6 +27,10 @@ const (
 	// pingInterval is how long a connection may sit idle before the client
 	// pings it, well within the server's idle timeout.
 	pingInterval = 30 * time.Second
+	// minSweep and maxSweep bound how often calls are checked against the
+	// default deadline, so it is kept within an eighth or maxSweep.
+	minSweep = 5 * time.Millisecond
+	maxSweep = 250 * time.Millisecond
 )
 
 // Client calls servers; it keeps a pool of authenticated connections per
@@ -38,14 +42,14 @@ type Client struct {
 	callTimeout  time.Duration
 	log          *slog.Logger
 
-	ctx    context.Context // cancelled by Close; ends dials and the pinger
+	ctx    context.Context // cancelled by Close; ends dials and the housekeeper
 	cancel context.CancelFunc
-	owned  sync.WaitGroup // readers, dialers and the pinger
+	owned  sync.WaitGroup // readers, dialers and the housekeeper
 
-	mu      sync.Mutex
-	closed  bool
-	pinging bool
-	pools   map[string]*addrPool
+	mu           sync.Mutex
+	closed       bool
+	housekeeping bool // the housekeeper runs
+	pools        map[string]*addrPool
 }
 
 // addrPool is the set of connections to one address.
@@ -122,12 +126,13 @@ func (c *Client) CallBulk(ctx context.Context, addr string, op uint16, req any, 
 	if err := ctx.Err(); err != nil {
 		return 0, ctxError(err, addr, op)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.callTimeout)
-		defer cancel()
+	// Without a deadline in ctx the call gets the default one, which the
+	// housekeeper enforces: a context with a timer per call would cost
+	// more than the rest of a small call's work on this side.
+	deadline, ctxDeadline := ctx.Deadline()
+	if !ctxDeadline {
+		deadline = time.Now().Add(c.callTimeout)
 	}
-	deadline, _ := ctx.Deadline()
 
 	frame, err := encodeFrame(header{op: op}, req)
 	if err != nil {
@@ -144,14 +149,18 @@ func (c *Client) CallBulk(ctx context.Context, addr string, op uint16, req any, 
 	// it is sent once more on a fresh connection: a pooled connection may
 	// have broken while idle.
 	for attempt := 0; ; attempt++ {
-		cc, err := c.conn(ctx, addr)
+		cc, err := c.conn(ctx, addr, deadline)
 		if err != nil {
 			return 0, err
 		}
 		if cc.maxBulk > 0 && len(out) > cc.maxBulk {
 			return 0, localError(syscall.EMSGSIZE, nil, "rpc: %s: op %d: bulk of %d bytes exceeds the server's %d-byte limit", addr, op, len(out), cc.maxBulk)
 		}
-		cl, id, err := cc.send(frame.Bytes(), out, in, deadline)
+		var expires int64 // zero: ctx's deadline ends the wait
+		if !ctxDeadline {
+			expires = deadline.UnixNano()
+		}
+		cl, id, err := cc.send(frame.Bytes(), out, in, deadline, expires)
 		if err != nil {
 			if attempt == 0 && errors.Is(err, errWrite) && ctx.Err() == nil {
 				continue
@@ -168,6 +177,7 @@ func (c *Client) wait(ctx context.Context, cc *clientConn, cl *call, id uint64, 
 	case <-cl.done:
 	case <-ctx.Done():
 		if cc.abandon(id) {
+			putCall(cl)
 			return 0, ctxError(ctx.Err(), cc.addr, op)
 		}
 		// The reader is receiving this reply, possibly into the caller's
@@ -181,17 +191,21 @@ func (c *Client) wait(ctx context.Context, cc *clientConn, cl *call, id uint64, 
 		}
 		timer.Stop()
 	}
-	defer putBuf(cl.body)
-	if cl.err != nil {
-		return 0, cl.err
+	status, body, bulkN, err := cl.status, cl.body, cl.bulkN, cl.err
+	putCall(cl)
+	defer putBuf(body)
+	switch {
+	case err == errExpired:
+		return 0, ctxError(context.DeadlineExceeded, cc.addr, op)
+	case err != nil:
+		return 0, err
+	case status != 0:
+		return 0, &Error{Errno: syscall.Errno(status), Msg: errorText(body)}
 	}
-	if cl.status != 0 {
-		return 0, &Error{Errno: syscall.Errno(cl.status), Msg: errorText(cl.body)}
-	}
-	if err := decodeBody(cl.body, resp); err != nil {
+	if err := decodeBody(body, resp); err != nil {
 		return 0, localError(syscall.EPROTO, err, "rpc: %s: op %d: decode reply: %v", cc.addr, op, err)
 	}
-	return cl.bulkN, nil
+	return bulkN, nil
 }
 
 // Close closes every connection; calls in flight fail. It waits for the
@@ -262,12 +276,12 @@ func (c *Client) pool(addr string) (*addrPool, error) {
 		}
 		c.pools[addr] = p
 	}
-	if !c.pinging {
-		c.pinging = true
+	if !c.housekeeping {
+		c.housekeeping = true
 		c.owned.Add(1)
 		go func() {
 			defer c.owned.Done()
-			c.pingIdle()
+			c.housekeep()
 		}()
 	}
 	return p, nil
@@ -275,8 +289,9 @@ func (c *Client) pool(addr string) (*addrPool, error) {
 
 // conn returns a healthy connection to addr, round robin over the pool. A
 // slot without a connection is dialed; meanwhile the call uses another
-// healthy connection of the pool if there is one.
-func (c *Client) conn(ctx context.Context, addr string) (*clientConn, error) {
+// healthy connection of the pool if there is one. Waiting for a dial ends
+// with ctx or at deadline.
+func (c *Client) conn(ctx context.Context, addr string, deadline time.Time) (*clientConn, error) {
 	p, err := c.pool(addr)
 	if err != nil {
 		return nil, err
@@ -309,6 +324,11 @@ func (c *Client) conn(ctx context.Context, addr string) (*clientConn, error) {
 		if cc != nil && cc.healthy() {
 			return cc, nil
 		}
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
 	}
 	select {
 	case <-d.done:
@@ -393,20 +413,32 @@ func dialCause(err error) error {
 	return err
 }
 
-// pingIdle pings connections that have been idle for pingInterval, until
-// the client closes.
-func (c *Client) pingIdle() {
-	t := time.NewTicker(pingInterval)
+// sweepInterval is how often the housekeeper fails calls past the default
+// deadline: an eighth of it, within [minSweep, maxSweep].
+func (c *Client) sweepInterval() time.Duration {
+	return min(max(c.callTimeout/8, minSweep), maxSweep)
+}
+
+// housekeep fails the calls that ran past their default deadline and pings
+// connections idle for pingInterval, until the client closes.
+func (c *Client) housekeep() {
+	t := time.NewTicker(c.sweepInterval())
 	defer t.Stop()
+	lastPing := time.Now()
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-t.C:
 		}
-		idle := time.Now().Add(-pingInterval)
+		now := time.Now()
+		ping := now.Sub(lastPing) >= pingInterval
+		if ping {
+			lastPing = now
+		}
 		for _, cc := range c.liveConns() {
-			if cc.idleSince(idle) {
+			cc.expire(now)
+			if ping && cc.idleSince(now.Add(-pingInterval)) {
 				cc.ping()
 			}
 		}

@@ -1,6 +1,8 @@
 package rpc
 
 import (
+	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -16,16 +18,38 @@ import (
 // the reader has already begun to receive before it gives the connection up.
 const claimGrace = time.Second
 
-// call is one request waiting for its reply.
+// call is one request waiting for its reply. Calls are pooled: exactly one
+// party signals done (the reader that claimed the call, fail, or expire,
+// each after taking it out of pending), and the caller receives that one
+// signal before it puts the call back.
 type call struct {
-	in   []byte        // where the reply's bulk goes
-	done chan struct{} // closed once the fields below are set
+	in      []byte        // where the reply's bulk goes
+	expires int64         // unix nanoseconds of the default deadline; 0: the caller's context rules
+	done    chan struct{} // receives one signal once the fields below are set
 
 	status uint32
 	body   []byte // pooled; the caller returns it with putBuf
 	bulkN  int
 	err    error
 }
+
+var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+
+// getCall returns a reset call.
+func getCall() *call { return callPool.Get().(*call) }
+
+// putCall returns a call whose signal, if any, has been received.
+func putCall(c *call) {
+	*c = call{done: c.done}
+	callPool.Put(c)
+}
+
+// finish signals the call's caller.
+func (c *call) finish() { c.done <- struct{}{} }
+
+// errExpired marks a call that the housekeeper failed at its default
+// deadline; the caller turns it into a timeout error.
+var errExpired = errors.New("rpc: call expired")
 
 // clientConn is one authenticated connection. Writers serialize on wmu; one
 // reader goroutine routes replies to waiting calls by request id.
@@ -39,9 +63,10 @@ type clientConn struct {
 
 	wmu sync.Mutex // serializes frame writes
 
-	mu      sync.Mutex
-	pending map[uint64]*call
-	err     *Error // why the connection broke
+	mu        sync.Mutex
+	pending   map[uint64]*call
+	receiving *call  // the call whose reply the reader is reading
+	err       *Error // why the connection broke
 }
 
 // newClientConn wraps an authenticated connection; the caller starts
@@ -81,7 +106,32 @@ func (cc *clientConn) fail(err *Error) {
 	_ = cc.nc.Close()
 	for _, c := range pending {
 		c.err = err
-		close(c.done)
+		c.finish()
+	}
+}
+
+// expire fails the calls whose default deadline passed before now, and
+// breaks the connection if the reply the reader is receiving belongs to a
+// call past it by claimGrace.
+func (cc *clientConn) expire(now time.Time) {
+	t := now.UnixNano()
+	var expired []*call
+	cc.mu.Lock()
+	for id, c := range cc.pending {
+		if c.expires != 0 && t > c.expires {
+			delete(cc.pending, id)
+			expired = append(expired, c)
+		}
+	}
+	r := cc.receiving
+	stalled := r != nil && r.expires != 0 && t > r.expires+int64(claimGrace)
+	cc.mu.Unlock()
+	for _, c := range expired {
+		c.err = errExpired
+		c.finish()
+	}
+	if stalled {
+		cc.fail(localError(syscall.ETIMEDOUT, context.DeadlineExceeded, "rpc: %s: reply stalled", cc.addr))
 	}
 }
 
@@ -90,15 +140,18 @@ func (cc *clientConn) fail(err *Error) {
 var errWrite = errors.New("rpc: request not sent")
 
 // send registers a call and writes its frame (header and body in frame, the
-// bulk payload in out, sent with writev and not copied). A failed write
-// breaks the connection and returns an error wrapping errWrite.
-func (cc *clientConn) send(frame, out, in []byte, deadline time.Time) (*call, uint64, error) {
-	c := &call{in: in, done: make(chan struct{})}
+// bulk payload in out, sent with writev and not copied). expires, if not
+// zero, is the deadline the housekeeper enforces. A failed write breaks the
+// connection and returns an error wrapping errWrite.
+func (cc *clientConn) send(frame, out, in []byte, deadline time.Time, expires int64) (*call, uint64, error) {
+	c := getCall()
+	c.in, c.expires = in, expires
 	id := cc.nextID.Add(1)
 	cc.mu.Lock()
 	if cc.err != nil {
 		err := cc.err
 		cc.mu.Unlock()
+		putCall(c)
 		return nil, 0, &Error{Errno: err.Errno, Msg: err.Msg, cause: errWrite}
 	}
 	cc.pending[id] = c
@@ -157,21 +210,41 @@ func (cc *clientConn) abandon(id uint64) bool {
 }
 
 // claim removes and returns the call waiting for id, or nil when none is
-// (the caller gave up, or the id is a ping's).
+// (the caller gave up, or the id is a ping's), and marks it as the one
+// being received.
 func (cc *clientConn) claim(id uint64) *call {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	c := cc.pending[id]
 	delete(cc.pending, id)
+	cc.receiving = c
 	return c
 }
+
+// received signals the caller of the call the reader has finished
+// receiving, if any.
+func (cc *clientConn) received(c *call) {
+	if c == nil {
+		return
+	}
+	cc.mu.Lock()
+	cc.receiving = nil
+	cc.mu.Unlock()
+	c.finish()
+}
+
+// readBufferSize is the reader's buffer: a reply's header and body, and
+// often several small replies, come in with one system call. A large bulk
+// is read past it, straight into the caller's buffer.
+const readBufferSize = 16 << 10
 
 // readLoop reads replies until the connection breaks, reading each reply's
 // bulk straight into its caller's buffer.
 func (cc *clientConn) readLoop() {
+	r := bufio.NewReaderSize(cc.nc, readBufferSize)
 	var hb [headerSize]byte
 	for {
-		if _, err := io.ReadFull(cc.nc, hb[:]); err != nil {
+		if _, err := io.ReadFull(r, hb[:]); err != nil {
 			cc.fail(connError(cc.addr, err))
 			return
 		}
@@ -185,36 +258,35 @@ func (cc *clientConn) readLoop() {
 		}
 		cc.lastUse.Store(time.Now().UnixNano())
 		c := cc.claim(h.id)
-		if err := cc.readReply(h, c); err != nil {
+		if err := cc.readReply(r, h, c); err != nil {
 			e := connError(cc.addr, err)
 			if c != nil {
 				c.err = e
-				close(c.done)
+				cc.received(c)
 			}
 			cc.fail(e)
 			return
 		}
-		if c != nil {
-			close(c.done)
-		}
+		cc.received(c)
 	}
 }
 
 // readReply reads the body and bulk of the reply h into c, or discards them
 // when no call waits (a late reply). A bulk that does not fit c.in is
 // drained and reported as EMSGSIZE on the call.
-func (cc *clientConn) readReply(h header, c *call) error {
+func (cc *clientConn) readReply(r *bufio.Reader, h header, c *call) error {
 	var body []byte
 	if h.bodyLen > 0 {
 		body = getBuf(int(h.bodyLen))
-		if _, err := io.ReadFull(cc.nc, body); err != nil {
+		if _, err := io.ReadFull(r, body); err != nil {
 			putBuf(body)
 			return err
 		}
 	}
 	if c == nil {
 		putBuf(body)
-		return discard(cc.nc, int64(h.bulkLen))
+		_, err := r.Discard(int(h.bulkLen))
+		return err
 	}
 	c.status, c.body = h.status, body
 	n := int(h.bulkLen)
@@ -225,22 +297,14 @@ func (cc *clientConn) readReply(h header, c *call) error {
 		if h.status == 0 {
 			c.err = localError(syscall.EMSGSIZE, nil, "rpc: %s: reply bulk of %d bytes does not fit the %d-byte buffer", cc.addr, n, len(c.in))
 		}
-		return discard(cc.nc, int64(n))
+		_, err := r.Discard(n)
+		return err
 	}
-	if _, err := io.ReadFull(cc.nc, c.in[:n]); err != nil {
+	if _, err := io.ReadFull(r, c.in[:n]); err != nil {
 		return err
 	}
 	c.bulkN = n
 	return nil
-}
-
-// discard reads and drops n bytes.
-func discard(r io.Reader, n int64) error {
-	if n == 0 {
-		return nil
-	}
-	_, err := io.CopyN(io.Discard, r, n)
-	return err
 }
 
 // connError describes a connection that broke under a call.

@@ -6,8 +6,9 @@
 // metadata body (msgpack, at most MaxBody bytes) and an optional bulk
 // payload (at most the server's MaxBulk). Many requests may be in flight per
 // connection; replies match requests by id and may come back in any order.
-// Servers run on gnet v2 event loops and execute handlers on a bounded set of
-// goroutines, never on the loop. Clients use plain net.Conn connections,
+// Servers run on gnet v2 event loops and execute handlers on a bounded pool of
+// worker goroutines, never on the loop; a worker writes its reply to the
+// socket itself when nothing of the connection's output waits in gnet. Clients use plain net.Conn connections,
 // pooled per address; a reply's bulk is read straight into the caller's
 // buffer and a request's bulk is written with writev, neither copied.
 //

@@ -318,3 +318,48 @@ func TestServerMaxBulk(t *testing.T) {
 		t.Fatalf("after oversized bulk: %v, %+v", err, s.Stats())
 	}
 }
+
+// TestRepliesStayWhole mixes replies too large for the socket buffer, which
+// workers hand to the event loop part-written, with small replies written
+// directly and pings answered on the loop, all on one connection: every
+// reply must arrive whole and in its own frame.
+func TestRepliesStayWhole(t *testing.T) {
+	s := newTestServer(t, "127.0.0.1:0")
+	c := newTestClient(t, ClientConfig{ConnsPerAddr: 1})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for g := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in := make([]byte, 4<<20)
+			for i := range 10 {
+				var err error
+				switch g % 3 {
+				case 0:
+					size := 1<<20 + rand.IntN(3<<20)
+					text := strings.Repeat("x", g+1)
+					var n int
+					n, err = c.CallBulk(ctx, s.Addr(), opEcho, &echoReq{Text: text, Reply: size}, nil, nil, in)
+					if err == nil && (n != size || !bytes.Equal(in[:n], pattern(size, byte(len(text))))) {
+						err = fmt.Errorf("bulk reply of %d bytes came back as %d, or corrupt", size, n)
+					}
+				case 1:
+					text := fmt.Sprintf("small-%d-%d", g, i)
+					var resp echoResp
+					err = c.Call(ctx, s.Addr(), opEcho, &echoReq{Text: text}, &resp)
+					if err == nil && resp.Text != text {
+						err = fmt.Errorf("got reply %q for %q", resp.Text, text)
+					}
+				default:
+					err = c.Ping(ctx, s.Addr())
+				}
+				if err != nil {
+					t.Errorf("goroutine %d call %d: %v", g, i, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}

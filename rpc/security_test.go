@@ -40,7 +40,8 @@ func readFrame(r io.Reader) (header, []byte, error) {
 	if _, err := io.ReadFull(r, body); err != nil {
 		return header{}, nil, err
 	}
-	return h, body, discard(r, int64(h.bulkLen))
+	_, err = io.CopyN(io.Discard, r, int64(h.bulkLen))
+	return h, body, err
 }
 
 // rawFrame encodes a request frame with a msgpack body.

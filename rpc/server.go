@@ -80,16 +80,19 @@ type ServerStats struct {
 }
 
 // Server serves registered handlers over TCP with gnet. Frames are parsed on
-// gnet's event loops; handlers run on a bounded set of goroutines, because
-// they block on disks and the KV store.
+// gnet's event loops; handlers run on a bounded pool of long-lived worker
+// goroutines, because they block on disks and the KV store, and a worker
+// writes its reply to the socket itself (see writeReply).
 type Server struct {
 	log         *slog.Logger
 	addrWant    string
 	secret      []byte
 	maxBulk     int
 	handlers    atomic.Pointer[map[uint16]Handler]
-	handleMu    sync.Mutex    // serializes Handle's copy-on-write
-	slots       chan struct{} // one token per running handler
+	handleMu    sync.Mutex // serializes Handle's copy-on-write
+	work        chan job   // hands a request to an idle worker
+	maxWorkers  int32
+	workers     atomic.Int32 // workers started
 	idleTimeout time.Duration
 	authTimeout time.Duration
 	tick        time.Duration
@@ -98,9 +101,9 @@ type Server struct {
 	cancel   context.CancelFunc
 	stopping chan struct{} // closed when Stop begins
 
-	loopMu     sync.RWMutex // guards queueing work on the event loops
-	loopClosed bool         // set by Stop before the engine shuts down
-	handling   sync.WaitGroup
+	loopMu     sync.RWMutex   // guards queueing work on the event loops
+	loopClosed bool           // set by Stop before the engine shuts down
+	handling   sync.WaitGroup // the workers
 	stopOnce   sync.Once
 	unsent     sync.Map // *replyDone of replies queued on a loop, not yet written
 
@@ -141,7 +144,8 @@ func NewServer(cfg ServerConfig) *Server {
 		addrWant:    cfg.Addr,
 		secret:      append([]byte(nil), cfg.Secret...),
 		maxBulk:     min(maxBulk, maxReplyBulk),
-		slots:       make(chan struct{}, workers),
+		work:        make(chan job),
+		maxWorkers:  int32(workers),
 		idleTimeout: defaultIdleTimeout,
 		authTimeout: authDeadline,
 		tick:        defaultTick,
@@ -206,6 +210,7 @@ func (s *Server) Start(ctx context.Context) error {
 		defer close(s.runDone)
 		runErr = gnet.Run(loop, "tcp://"+s.addrWant,
 			gnet.WithMulticore(true),
+			gnet.WithNumEventLoop(eventLoops()),
 			gnet.WithReuseAddr(true),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReadBufferCap(ioBufferCap),
@@ -307,17 +312,69 @@ func (s *Server) Stats() ServerStats {
 	}
 }
 
-// serve runs one request's handler on its own goroutine and queues the reply.
-// The request's buffers are recycled once the reply has been written, so a
-// handler may answer with a slice of the request.
-func (s *Server) serve(sc *serverConn, in *inFrame) {
+// job is one complete request for a worker.
+type job struct {
+	sc *serverConn
+	in *inFrame
+}
+
+// eventLoops is how many gnet event loops to run: one per two Ps. A loop
+// idling in epoll_wait keeps its P (the Go scheduler sees a system call)
+// until sysmon takes it back some 20 µs or more later, so a loop per P
+// leaves the handlers, and in-process clients, no P to wake up on.
+func eventLoops() int { return max(1, runtime.GOMAXPROCS(0)/2) }
+
+// hand gives a complete request to an idle worker, starting a new one while
+// fewer than maxWorkers run. With every worker busy it waits for one (the
+// loop stops reading meanwhile, which pushes back on clients through TCP),
+// unless the server stops; it reports whether a worker took the request.
+func (s *Server) hand(j job) bool {
+	select {
+	case s.work <- j:
+		return true
+	default:
+	}
+	if s.workers.Add(1) <= s.maxWorkers {
+		s.handling.Add(1)
+		go s.worker(j)
+		return true
+	}
+	s.workers.Add(-1)
+	select {
+	case s.work <- j:
+		return true
+	case <-s.stopping:
+		return false
+	}
+}
+
+// worker serves requests until the server stops. Workers live as long as
+// the server, so a request costs neither a goroutine start nor the growth
+// of a fresh goroutine's stack.
+func (s *Server) worker(j job) {
 	defer s.handling.Done()
+	for {
+		s.serve(j.sc, j.in)
+		select {
+		case j = <-s.work:
+		case <-s.stopping:
+			return
+		}
+	}
+}
+
+// serve runs one request's handler and sends the reply. The request's
+// buffers are recycled once the reply has been written, so a handler may
+// answer with a slice of the request.
+func (s *Server) serve(sc *serverConn, in *inFrame) {
+	s.requests.Add(1)
+	s.inFlight.Add(1)
+	sc.inFlight.Add(1)
 	defer s.inFlight.Add(-1)
 	defer sc.inFlight.Add(-1)
 
 	op, id := in.h.op, in.h.id
 	rep, err := s.invoke(in.handler, &Request{Op: op, Body: in.body, Bulk: in.bulk, Peer: sc.peer})
-	<-s.slots
 
 	var release func()
 	if rep != nil {
@@ -333,17 +390,8 @@ func (s *Server) serve(sc *serverConn, in *inFrame) {
 		}
 		return
 	}
-
-	done := &replyDone{s: s, frame: frame, req: in, release: release}
-	s.unsent.Store(done, struct{}{})
 	sc.lastActive.Store(time.Now().UnixNano())
-	iov := [][]byte{frame.Bytes()}
-	if len(bulk) > 0 {
-		iov = append(iov, bulk)
-	}
-	if !s.onLoop(func() error { return sc.c.AsyncWritev(iov, done.callback) }) {
-		done.run()
-	}
+	s.writeReply(sc, frame, bulk, in, release)
 }
 
 // onLoop runs fn, which queues work on a gnet event loop, unless the server
@@ -402,34 +450,6 @@ func (s *Server) invoke(h Handler, req *Request) (rep *Reply, err error) {
 // text as a msgpack string body.
 func encodeErrorFrame(op uint16, id uint64, err error) (*bytes.Buffer, error) {
 	return encodeFrame(header{flags: flagReply, op: op, id: id, status: uint32(errnoOf(err))}, err.Error())
-}
-
-// replyDone releases a reply's buffers once gnet has written (or dropped)
-// it. It runs exactly once even if gnet both fails the write and calls back.
-type replyDone struct {
-	s       *Server
-	once    sync.Once
-	frame   *bytes.Buffer
-	req     *inFrame
-	release func()
-}
-
-// callback is the gnet AsyncCallback of a reply write.
-func (d *replyDone) callback(gnet.Conn, error) error {
-	d.run()
-	return nil
-}
-
-// run releases the buffers.
-func (d *replyDone) run() {
-	d.once.Do(func() {
-		d.s.unsent.Delete(d)
-		putFrame(d.frame)
-		d.req.release()
-		if d.release != nil {
-			d.release()
-		}
-	})
 }
 
 // localAddr returns the address of a listening socket.

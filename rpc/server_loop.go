@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"fmt"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -15,15 +17,23 @@ import (
 // are touched only on the connection's event loop.
 type serverConn struct {
 	c        gnet.Conn
+	fd       int // gnet's socket, written by workers (see writeReply)
 	peer     string
 	nonce    []byte // the challenge sent to the client
 	openedAt time.Time
 
-	in *inFrame // the request being received, if any
+	in    *inFrame // the request being received, if any
+	ready []job    // complete requests to hand to workers
 
 	authed     atomic.Bool
 	lastActive atomic.Int64 // unix nanoseconds of the last frame in or out
 	inFlight   atomic.Int64 // requests being handled
+
+	wmu         sync.Mutex // serializes writes to the socket
+	closed      bool       // OnClose ran: the descriptor is gnet's to close
+	queued      int        // replies handed to AsyncWritev, not yet written
+	backlog     bool       // gnet's outbound buffer held data when last seen
+	loopWriting bool       // the loop is writing with gnet
 }
 
 // eventHandler is the server's gnet event handler. Its methods run on gnet's
@@ -70,7 +80,7 @@ func (e *eventHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	default:
 	}
 	now := time.Now()
-	sc := &serverConn{c: c, peer: c.RemoteAddr().String(), nonce: newNonce(), openedAt: now}
+	sc := &serverConn{c: c, fd: c.Fd(), peer: c.RemoteAddr().String(), nonce: newNonce(), openedAt: now}
 	sc.lastActive.Store(now.UnixNano())
 	c.SetContext(sc)
 	_ = c.SetKeepAlivePeriod(time.Minute)
@@ -96,6 +106,7 @@ func (e *eventHandler) OnClose(c gnet.Conn, _ error) gnet.Action {
 	if !ok {
 		return gnet.None
 	}
+	sc.markClosed()
 	if sc.in != nil {
 		sc.in.release()
 		sc.in = nil
@@ -150,16 +161,46 @@ func (in *inFrame) release() {
 	putBuf(in.bulk)
 }
 
-// OnTraffic consumes everything buffered on c: frame headers are checked as
-// soon as they arrive, request bodies and bulks are read into a pooled
-// buffer, and each complete request is handed to a handler goroutine.
-// Handshake, ping and error replies are answered on the loop.
+// OnTraffic consumes everything buffered on c, then hands the complete
+// requests to workers and yields.
+//
+// Waking a worker puts it next in line on the loop's P, and the Go
+// scheduler wakes a spinning thread to steal it. Were the loop to go on
+// running, that thread would find only the worker, which it may not take
+// yet, and sleep in the scheduler (usleep(3): some 50 µs with Linux's
+// default timer slack) holding the other P, stranding whatever the network
+// poller wakes meanwhile. Yielding at once runs the worker on the loop's P
+// and leaves the loop to the spinning thread.
 func (e *eventHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	sc, ok := c.Context().(*serverConn)
 	if !ok {
 		return gnet.Close
 	}
 	sc.lastActive.Store(time.Now().UnixNano())
+	action := e.consume(c, sc)
+	for i, j := range sc.ready {
+		sc.ready[i] = job{}
+		if !e.s.hand(j) {
+			for _, rest := range sc.ready[i+1:] {
+				rest.in.release()
+			}
+			j.in.release()
+			action = gnet.Close
+			break
+		}
+	}
+	if len(sc.ready) > 0 {
+		sc.ready = sc.ready[:0]
+		runtime.Gosched()
+	}
+	return action
+}
+
+// consume reads everything buffered on c: frame headers are checked as
+// soon as they arrive, request bodies and bulks are read into a pooled
+// buffer, and each complete request joins sc.ready. Handshake, ping and
+// error replies are answered on the loop.
+func (e *eventHandler) consume(c gnet.Conn, sc *serverConn) gnet.Action {
 	for {
 		if sc.in == nil {
 			if c.InboundBuffered() < headerSize {
@@ -225,13 +266,13 @@ func (e *eventHandler) readHeader(c gnet.Conn, sc *serverConn) (header, gnet.Act
 	if ferr := h.check(s.maxBulk); ferr != nil {
 		s.log.Warn("rpc: closing connection: malformed frame", "peer", sc.peer, "op", h.op, "err", ferr.Msg)
 		s.refused.Add(1)
-		e.replyError(c, h.op, h.id, ferr.Errno, ferr.Msg)
+		e.replyError(c, sc, h.op, h.id, ferr.Errno, ferr.Msg)
 		return h, gnet.Close, false
 	}
 	if h.isReply() {
 		s.log.Warn("rpc: closing connection: unexpected reply frame", "peer", sc.peer, "op", h.op)
 		s.refused.Add(1)
-		e.replyError(c, h.op, h.id, syscall.EPROTO, "rpc: unexpected reply frame")
+		e.replyError(c, sc, h.op, h.id, syscall.EPROTO, "rpc: unexpected reply frame")
 		return h, gnet.Close, false
 	}
 	return h, gnet.None, true
@@ -244,7 +285,7 @@ func (e *eventHandler) startAuth(c gnet.Conn, sc *serverConn, h header) (action 
 	if h.op != OpHello || h.bulkLen != 0 || h.bodyLen > maxHandshakeBody {
 		e.s.log.Warn("rpc: refused connection: request before authentication", "peer", sc.peer, "op", h.op)
 		e.s.refused.Add(1)
-		e.replyError(c, h.op, h.id, syscall.EACCES, authRequiredText)
+		e.replyError(c, sc, h.op, h.id, syscall.EACCES, authRequiredText)
 		return gnet.Close, true
 	}
 	if c.InboundBuffered() < h.frameLen() {
@@ -269,39 +310,26 @@ func (e *eventHandler) newInFrame(h header) *inFrame {
 	return in
 }
 
-// dispatch answers a complete request: on the loop for the rpc package's own
-// opcodes and unknown ones, else on a handler goroutine once a handler slot
-// is free. While all slots are busy the loop stops reading, which pushes
-// back on its clients through TCP.
+// dispatch answers a complete request on the loop for the rpc package's own
+// opcodes and unknown ones, and queues the others for a worker (see hand).
 func (e *eventHandler) dispatch(c gnet.Conn, sc *serverConn, in *inFrame) gnet.Action {
-	s := e.s
 	h := in.h
 	if in.handler == nil {
 		var ok bool
 		switch h.op {
 		case OpPing:
-			ok = e.reply(c, header{flags: flagReply, op: h.op, id: h.id}, nil)
+			ok = e.reply(c, sc, header{flags: flagReply, op: h.op, id: h.id}, nil)
 		case OpHello:
-			ok = e.replyError(c, h.op, h.id, syscall.EPROTO, "rpc: connection already authenticated")
+			ok = e.replyError(c, sc, h.op, h.id, syscall.EPROTO, "rpc: connection already authenticated")
 		default:
-			ok = e.replyError(c, h.op, h.id, syscall.ENOSYS, fmt.Sprintf("rpc: op %d not supported", h.op))
+			ok = e.replyError(c, sc, h.op, h.id, syscall.ENOSYS, fmt.Sprintf("rpc: op %d not supported", h.op))
 		}
 		if !ok {
 			return gnet.Close
 		}
 		return gnet.None
 	}
-	select {
-	case s.slots <- struct{}{}:
-	case <-s.stopping:
-		in.release()
-		return gnet.Close
-	}
-	s.requests.Add(1)
-	s.inFlight.Add(1)
-	sc.inFlight.Add(1)
-	s.handling.Add(1)
-	go s.serve(sc, in)
+	sc.ready = append(sc.ready, job{sc: sc, in: in})
 	return gnet.None
 }
 
@@ -323,28 +351,26 @@ func (e *eventHandler) authenticate(c gnet.Conn, sc *serverConn, h header) bool 
 		!hmac.Equal(hello.MAC, clientMAC(s.secret, sc.nonce, hello.Nonce)) {
 		s.log.Warn("rpc: refused connection: wrong cluster secret", "peer", sc.peer)
 		s.refused.Add(1)
-		e.replyError(c, h.op, h.id, syscall.EACCES, authFailedText)
+		e.replyError(c, sc, h.op, h.id, syscall.EACCES, authFailedText)
 		return false
 	}
 	sc.authed.Store(true)
-	return e.reply(c, header{flags: flagReply, op: OpHello, id: h.id},
+	return e.reply(c, sc, header{flags: flagReply, op: OpHello, id: h.id},
 		&welcomeMsg{MAC: serverMAC(s.secret, hello.Nonce, sc.nonce), MaxBulk: s.maxBulk})
 }
 
 // reply writes a small reply from the event loop. It reports whether the
 // write was accepted (gnet closes the connection when it was not).
-func (e *eventHandler) reply(c gnet.Conn, h header, body any) bool {
+func (e *eventHandler) reply(c gnet.Conn, sc *serverConn, h header, body any) bool {
 	frame, err := encodeFrame(h, body)
 	if err != nil {
 		e.s.log.Error("rpc: encode reply", "op", h.op, "err", err)
 		return false
 	}
-	_, err = c.Write(frame.Bytes())
-	putFrame(frame)
-	return err == nil
+	return e.s.loopWrite(c, sc, frame)
 }
 
 // replyError writes an error reply from the event loop.
-func (e *eventHandler) replyError(c gnet.Conn, op uint16, id uint64, errno syscall.Errno, msg string) bool {
-	return e.reply(c, header{flags: flagReply, op: op, id: id, status: uint32(errno)}, msg)
+func (e *eventHandler) replyError(c gnet.Conn, sc *serverConn, op uint16, id uint64, errno syscall.Errno, msg string) bool {
+	return e.reply(c, sc, header{flags: flagReply, op: op, id: id, status: uint32(errno)}, msg)
 }
