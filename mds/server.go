@@ -37,6 +37,9 @@ type Config struct {
 	OnListen func(addr string)
 	// Lease is the client session lease; 0 means DefaultLease.
 	Lease time.Duration
+	// OnServe, if set, is called with the rpc server once it serves (to
+	// export its counters as metrics).
+	OnServe func(*rpc.Server)
 }
 
 // Run serves the metadata service until ctx ends. It refuses a store
@@ -77,6 +80,9 @@ func Run(ctx context.Context, cfg Config) error {
 	log.Info("mds: serving", "fsname", svc.FSName(), "addr", addr, "mdts", svc.served)
 	if cfg.OnListen != nil {
 		cfg.OnListen(srv.Addr())
+	}
+	if cfg.OnServe != nil {
+		cfg.OnServe(srv)
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)

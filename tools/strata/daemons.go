@@ -13,12 +13,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/stratafs/strata/layout"
 	"github.com/stratafs/strata/mds"
 	"github.com/stratafs/strata/oss"
+	"github.com/stratafs/strata/rpc"
 )
 
 // signalContext is cancelled by SIGINT or SIGTERM.
@@ -134,6 +136,9 @@ Runs in the foreground until SIGINT or SIGTERM.`,
 				OnListen: func(addr string) {
 					log.Info("serving", "addr", addr)
 				},
+				OnServe: func(srv *rpc.Server) {
+					prometheus.MustRegister(newRPCCollector("mds", srv.Stats))
+				},
 			})
 			if err != nil && !errors.Is(err, context.Canceled) {
 				return fail("mds", "", err)
@@ -180,7 +185,7 @@ their indices; they keep them across restarts. Runs in the foreground.`,
 			if err := serveAdmin(ctx, v.GetString("admin"), log); err != nil {
 				return fail("oss", "", err)
 			}
-			err = oss.Run(ctx, oss.Config{
+			srv, err := oss.NewServer(oss.Config{
 				MDS:           mdsAddrs,
 				OSTs:          osts,
 				Listen:        v.GetString("listen"),
@@ -191,6 +196,14 @@ their indices; they keep them across restarts. Runs in the foreground.`,
 					log.Info("serving", "addr", addr)
 				},
 			})
+			if err != nil {
+				return fail("oss", "", err)
+			}
+			prometheus.MustRegister(newOSSCollector(srv))
+			err = srv.Serve(ctx)
+			if cerr := srv.Close(); err == nil {
+				err = cerr
+			}
 			if err != nil && !errors.Is(err, context.Canceled) {
 				return fail("oss", "", err)
 			}
