@@ -49,12 +49,20 @@ func (fs *fileSystem) openFlags(f *client.File) uint32 {
 // Create creates and opens a regular file. The kernel leaves the umask to
 // the mount (CAP_DONT_MASK), which passes it on: the MDS ignores it where a
 // default ACL decides the mode.
+//
+// Only an O_EXCL create is known to have created the file (without it the
+// MDS opens a file that exists), so only such a create keeps the parent's
+// cached attributes (see fileSystem.dirAttr).
 func (fs *fileSystem) Create(cancel <-chan struct{}, in *gofuse.CreateIn, name string, out *gofuse.CreateOut) gofuse.Status {
-	f, err := fs.c.Create(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, in.Umask, int(in.Flags), layout.Spec{})
+	parent := fs.ino(in.NodeId)
+	seq, alone := fs.createStart()
+	f, err := fs.c.Create(fs.ctx(), fs.cred(&in.InHeader), parent, name, in.Mode, in.Umask, int(in.Flags), layout.Spec{})
 	if err != nil {
+		fs.createDone(seq, alone, parent, nil, false)
 		return fs.status("create", err)
 	}
 	a := f.Attr()
+	fs.createDone(seq, alone, parent, &a, in.Flags&syscall.O_EXCL != 0)
 	fs.entry(&out.EntryOut, &a)
 	out.Fh = fs.addFile(f)
 	out.OpenFlags = fs.openFlags(f)

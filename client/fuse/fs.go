@@ -37,6 +37,14 @@ type fileSystem struct {
 
 	nodesMu sync.Mutex
 	nodes   map[uint64]*node // by Strata inode number
+	// changes counts the requests of this mount that may have changed a
+	// directory's attributes at the MDS, each counted once it has been
+	// answered; a directory's cached attributes (node.cachedGen) are
+	// good only while it has not moved. creating and createSeq find
+	// creates that overlapped (see Create).
+	changes   uint64
+	creating  int
+	createSeq uint64
 
 	handlesMu  sync.Mutex
 	nextHandle uint64
@@ -60,6 +68,10 @@ type node struct {
 	// The attributes last handed to the kernel, for fstat of a directory
 	// that was removed while open.
 	attr proto.Attr
+	// For a directory: attr as the MDS reported it to a GETATTR sent at
+	// cachedAt, while fileSystem.changes was cachedGen (see dirAttr).
+	cachedAt  time.Time
+	cachedGen uint64
 }
 
 func newFileSystem(c *client.Client, opts Options) *fileSystem {
@@ -181,8 +193,98 @@ func (fs *fileSystem) attrOut(out *gofuse.AttrOut, a *proto.Attr) {
 	fs.nodesMu.Lock()
 	if n := fs.nodes[a.Ino]; n != nil {
 		n.attr = *a
+		n.cachedAt = time.Time{}
 	}
 	fs.nodesMu.Unlock()
+}
+
+// Directory attributes in close-to-open mode. The kernel caches them for
+// attrTimeout, but it drops them whenever it creates or removes an entry
+// through this mount, and must then fetch them before its next permission
+// check on the directory: creating files one after another in a directory
+// would cost a GETATTR each on top of the LOOKUP and CREATE. So the mount
+// answers a directory's GETATTR itself while the attributes a GETATTR of
+// it fetched are younger than attrTimeout, counted from when that GETATTR
+// was sent, and nothing this mount did since may have changed them other
+// than creates whose effect it knows exactly: the MDS sets the parent's
+// mtime and ctime to the new file's ctime, in the same transaction, and
+// changes nothing else of it. Another client's changes show at most
+// attrTimeout late, as they would from the kernel's own cache; this
+// mount's changes show at once. Every other request that may change a
+// directory (namespace changes, setattr, xattrs) counts a change once
+// answered, which invalidates every cached directory; so does a create
+// that overlapped another, whose order at the MDS is not known here.
+
+// changed counts a request that may have changed a directory's attributes
+// (call it once the request has been answered by the MDS, before replying
+// to the kernel).
+func (fs *fileSystem) changed() {
+	fs.nodesMu.Lock()
+	fs.changes++
+	fs.nodesMu.Unlock()
+}
+
+// dirAttr returns the cached attributes of directory ino and how much
+// longer they are good for, if they are.
+func (fs *fileSystem) dirAttr(ino uint64) (proto.Attr, time.Duration, bool) {
+	if fs.strict {
+		return proto.Attr{}, 0, false
+	}
+	fs.nodesMu.Lock()
+	defer fs.nodesMu.Unlock()
+	n := fs.nodes[ino]
+	if n == nil || n.cachedAt.IsZero() || n.cachedGen != fs.changes || !n.attr.IsDir() {
+		return proto.Attr{}, 0, false
+	}
+	_, at := fs.timeouts(&n.attr)
+	left := at - time.Since(n.cachedAt)
+	if left <= 0 {
+		return proto.Attr{}, 0, false
+	}
+	return n.attr, left, true
+}
+
+// cacheDirAttr records the attributes a of a directory that a GETATTR sent
+// at sent, while fs.changes was gen, fetched.
+func (fs *fileSystem) cacheDirAttr(a *proto.Attr, sent time.Time, gen uint64) {
+	if fs.strict || !a.IsDir() {
+		return
+	}
+	fs.nodesMu.Lock()
+	defer fs.nodesMu.Unlock()
+	if n := fs.nodes[a.Ino]; n != nil && gen == fs.changes {
+		n.attr = *a
+		n.cachedAt, n.cachedGen = sent, gen
+	}
+}
+
+// createStart notes a create in flight and returns its sequence number
+// and whether it overlaps another.
+func (fs *fileSystem) createStart() (seq uint64, alone bool) {
+	fs.nodesMu.Lock()
+	defer fs.nodesMu.Unlock()
+	fs.creating++
+	fs.createSeq++
+	return fs.createSeq, fs.creating == 1
+}
+
+// createDone ends the create numbered seq (alone as createStart said),
+// which created child in parent if created. It counts a change, then keeps
+// the parent's cached attributes, brought up to date, if they were good
+// and the create overlapped no other.
+func (fs *fileSystem) createDone(seq uint64, alone bool, parent uint64, child *proto.Attr, created bool) {
+	fs.nodesMu.Lock()
+	defer fs.nodesMu.Unlock()
+	fs.creating--
+	alone = alone && fs.createSeq == seq
+	gen := fs.changes
+	fs.changes++
+	n := fs.nodes[parent]
+	if !created || !alone || n == nil || n.cachedAt.IsZero() || n.cachedGen != gen || !n.attr.IsDir() {
+		return
+	}
+	n.attr.Mtime, n.attr.Ctime = child.Ctime, child.Ctime
+	n.cachedGen = fs.changes
 }
 
 // ref counts one kernel lookup of ino, with the attributes handed over.
@@ -196,6 +298,7 @@ func (fs *fileSystem) ref(ino uint64, a *proto.Attr) {
 	}
 	n.lookups++
 	n.attr = *a
+	n.cachedAt = time.Time{}
 }
 
 // removedDirAttr returns the attributes of a directory that is gone at the
@@ -271,6 +374,15 @@ func (fs *fileSystem) Lookup(cancel <-chan struct{}, h *gofuse.InHeader, name st
 // GetAttr returns an inode's attributes.
 func (fs *fileSystem) GetAttr(cancel <-chan struct{}, in *gofuse.GetAttrIn, out *gofuse.AttrOut) gofuse.Status {
 	ino := fs.ino(in.NodeId)
+	if a, left, ok := fs.dirAttr(ino); ok {
+		out.SetTimeout(left)
+		fillAttr(&out.Attr, &a)
+		return gofuse.OK
+	}
+	fs.nodesMu.Lock()
+	gen := fs.changes
+	fs.nodesMu.Unlock()
+	sent := time.Now()
 	a, err := fs.c.Getattr(fs.ctx(), ino)
 	if errors.Is(err, syscall.ENOENT) {
 		if ra, ok := fs.removedDirAttr(ino); ok {
@@ -281,11 +393,13 @@ func (fs *fileSystem) GetAttr(cancel <-chan struct{}, in *gofuse.GetAttrIn, out 
 		return fs.status("getattr", err)
 	}
 	fs.attrOut(out, &a)
+	fs.cacheDirAttr(&a, sent, gen)
 	return gofuse.OK
 }
 
 // SetAttr changes mode, owner, size or times.
 func (fs *fileSystem) SetAttr(cancel <-chan struct{}, in *gofuse.SetAttrIn, out *gofuse.AttrOut) gofuse.Status {
+	defer fs.changed()
 	var req proto.SetattrReq
 	if mode, ok := in.GetMode(); ok {
 		req.Valid |= proto.SetMode
@@ -336,6 +450,7 @@ func (fs *fileSystem) SetAttr(cancel <-chan struct{}, in *gofuse.SetAttrIn, out 
 
 // Mknod creates a special or empty regular file.
 func (fs *fileSystem) Mknod(cancel <-chan struct{}, in *gofuse.MknodIn, name string, out *gofuse.EntryOut) gofuse.Status {
+	defer fs.changed()
 	a, err := fs.c.Mknod(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, in.Umask, in.Rdev)
 	if err != nil {
 		return fs.status("mknod", err)
@@ -346,6 +461,7 @@ func (fs *fileSystem) Mknod(cancel <-chan struct{}, in *gofuse.MknodIn, name str
 
 // Mkdir creates a directory; the MDS places it.
 func (fs *fileSystem) Mkdir(cancel <-chan struct{}, in *gofuse.MkdirIn, name string, out *gofuse.EntryOut) gofuse.Status {
+	defer fs.changed()
 	a, err := fs.c.Mkdir(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, in.Umask, -1)
 	if err != nil {
 		return fs.status("mkdir", err)
@@ -356,17 +472,20 @@ func (fs *fileSystem) Mkdir(cancel <-chan struct{}, in *gofuse.MkdirIn, name str
 
 // Unlink removes a non-directory.
 func (fs *fileSystem) Unlink(cancel <-chan struct{}, h *gofuse.InHeader, name string) gofuse.Status {
+	defer fs.changed()
 	return fs.status("unlink", fs.c.Unlink(fs.ctx(), fs.cred(h), fs.ino(h.NodeId), name))
 }
 
 // Rmdir removes an empty directory.
 func (fs *fileSystem) Rmdir(cancel <-chan struct{}, h *gofuse.InHeader, name string) gofuse.Status {
+	defer fs.changed()
 	return fs.status("rmdir", fs.c.Rmdir(fs.ctx(), fs.cred(h), fs.ino(h.NodeId), name))
 }
 
 // Rename renames an entry, with renameat2's RENAME_NOREPLACE and
 // RENAME_EXCHANGE.
 func (fs *fileSystem) Rename(cancel <-chan struct{}, in *gofuse.RenameIn, oldName, newName string) gofuse.Status {
+	defer fs.changed()
 	var flags uint32
 	if in.Flags&unix.RENAME_NOREPLACE != 0 {
 		flags |= proto.RenameNoReplace
@@ -383,6 +502,7 @@ func (fs *fileSystem) Rename(cancel <-chan struct{}, in *gofuse.RenameIn, oldNam
 
 // Link makes a hard link.
 func (fs *fileSystem) Link(cancel <-chan struct{}, in *gofuse.LinkIn, name string, out *gofuse.EntryOut) gofuse.Status {
+	defer fs.changed()
 	a, err := fs.c.Link(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.Oldnodeid), fs.ino(in.NodeId), name)
 	if err != nil {
 		return fs.status("link", err)
@@ -393,6 +513,7 @@ func (fs *fileSystem) Link(cancel <-chan struct{}, in *gofuse.LinkIn, name strin
 
 // Symlink creates a symbolic link linkName pointing to target.
 func (fs *fileSystem) Symlink(cancel <-chan struct{}, h *gofuse.InHeader, target, linkName string, out *gofuse.EntryOut) gofuse.Status {
+	defer fs.changed()
 	a, err := fs.c.Symlink(fs.ctx(), fs.cred(h), fs.ino(h.NodeId), linkName, target)
 	if err != nil {
 		return fs.status("symlink", err)

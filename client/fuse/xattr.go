@@ -113,6 +113,7 @@ func (fs *fileSystem) ListXAttr(cancel <-chan struct{}, h *gofuse.InHeader, dest
 // enforces them, and the kernel forgets its cached ACLs and attributes of
 // the inode after setting one.
 func (fs *fileSystem) SetXAttr(cancel <-chan struct{}, in *gofuse.SetXAttrIn, name string, data []byte) gofuse.Status {
+	defer fs.changed()
 	ino := fs.ino(in.NodeId)
 	cred := fs.cred(&in.InHeader)
 	switch name {
@@ -148,6 +149,7 @@ func (fs *fileSystem) SetXAttr(cancel <-chan struct{}, in *gofuse.SetXAttrIn, na
 // RemoveXAttr removes an extended attribute; removing xattrLayout removes a
 // directory's default layout.
 func (fs *fileSystem) RemoveXAttr(cancel <-chan struct{}, h *gofuse.InHeader, name string) gofuse.Status {
+	defer fs.changed()
 	ino := fs.ino(h.NodeId)
 	switch name {
 	case xattrLayout:
