@@ -97,7 +97,13 @@ func startCluster(t *testing.T, dir string, nOSS int, extra ...string) *cluster 
 	t.Cleanup(c.stop)
 	select {
 	case line := <-ready:
-		want := fmt.Sprintf("ready: mounted strata at %s (%d OSTs, 1 MDTs)", c.mnt, nOSS)
+		mdts := "1"
+		for i, a := range extra {
+			if a == "--mds" && i+1 < len(extra) {
+				mdts = extra[i+1]
+			}
+		}
+		want := fmt.Sprintf("ready: mounted strata at %s (%d OSTs, %s MDTs)", c.mnt, nOSS, mdts)
 		if line != want {
 			t.Fatalf("ready line = %q, want %q", line, want)
 		}

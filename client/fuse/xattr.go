@@ -30,6 +30,10 @@ const (
 	// then on; removing it (or setting "") makes the directory inherit
 	// again. It reads on any inode; a file's is "strict" or "".
 	xattrConsistency = "user.strata.consistency"
+	// xattrMkdir, written on a directory with the JSON of a MkdirRequest,
+	// creates a subdirectory on a chosen MDT (strata mkdir -i). It is
+	// write-only.
+	xattrMkdir = "user.strata.mkdir"
 	// reservedPrefix is the namespace of virtual attributes.
 	reservedPrefix = "user.strata."
 	// xattrCapability holds file capabilities, which Strata does not keep:
@@ -37,6 +41,14 @@ const (
 	// on writes, and cannot be set.
 	xattrCapability = "security.capability"
 )
+
+// MkdirRequest is the value of the user.strata.mkdir virtual attribute.
+type MkdirRequest struct {
+	Name  string `json:"name"`
+	Mode  uint32 `json:"mode"`
+	Umask uint32 `json:"umask"`
+	MDT   int32  `json:"mdt"` // -1: the MDS chooses
+}
 
 // virtualXattr returns the value of a virtual attribute; ok is false for a
 // name that is not one.
@@ -61,7 +73,7 @@ func (fs *fileSystem) virtualXattr(cancel <-chan struct{}, ino uint64, name stri
 			return nil, true, err
 		}
 		return []byte(client.ConsistencyOf(&a)), true, nil
-	case xattrCapability:
+	case xattrCapability, xattrMkdir:
 		return nil, true, syscall.ENODATA
 	default:
 		return nil, false, nil
@@ -131,6 +143,13 @@ func (fs *fileSystem) SetXAttr(cancel <-chan struct{}, in *gofuse.SetXAttrIn, na
 		return fs.status("setstripe", err)
 	case xattrConsistency:
 		return fs.status("setconsistency", fs.c.SetConsistency(fs.ctx(), cred, ino, string(data)))
+	case xattrMkdir:
+		var req MkdirRequest
+		if err := json.Unmarshal(data, &req); err != nil {
+			return gofuse.EINVAL
+		}
+		_, err := fs.c.Mkdir(fs.ctx(), cred, ino, req.Name, req.Mode, req.Umask, req.MDT)
+		return fs.status("mkdir", err)
 	case xattrTargets:
 		return gofuse.EPERM
 	case xattrCapability:
@@ -157,7 +176,7 @@ func (fs *fileSystem) RemoveXAttr(cancel <-chan struct{}, h *gofuse.InHeader, na
 		return fs.status("setstripe", err)
 	case xattrConsistency:
 		return fs.status("setconsistency", fs.c.SetConsistency(fs.ctx(), fs.cred(h), ino, ""))
-	case xattrTargets:
+	case xattrTargets, xattrMkdir:
 		return gofuse.EPERM
 	}
 	return fs.status("removexattr", fs.c.Removexattr(fs.ctx(), fs.cred(h), ino, name))

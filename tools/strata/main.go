@@ -70,6 +70,7 @@ Start a local filesystem with "strata up"; run "strata COMMAND --help" for a ver
 		newUpCmd(), newFormatCmd(), newMDSCmd(), newOSSCmd(),
 		newMountCmd(), newUmountCmd(),
 		newSetstripeCmd(), newGetstripeCmd(), newDfCmd(), newOstsCmd(),
+		newMkdirCmd(), newGetdirstripeCmd(), newMdtsCmd(),
 		newVersionCmd(),
 	)
 	return root
