@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -122,13 +123,12 @@ func TestDoneContext(t *testing.T) {
 	}
 }
 
+// registerFake registers the "fake" scheme once per test binary, so the
+// test also passes with -count greater than 1.
+var registerFake sync.Once
+
 func TestOpenBadURL(t *testing.T) {
-	kv.RegisterEngine("fake", func(ctx context.Context, rest string, opts kv.Options) (kv.Engine, error) {
-		if rest != "//x" {
-			return nil, fmt.Errorf("rest %q", rest)
-		}
-		return &fakeEngine{}, nil
-	})
+	registerFake.Do(func() { kv.RegisterEngine("fake", openFake) })
 	if _, err := kv.Open(context.Background(), "fake://x", kv.Options{}); err != nil {
 		t.Fatalf("registered engine: %v", err)
 	}
@@ -143,4 +143,11 @@ func TestOpenBadURL(t *testing.T) {
 		}
 	}()
 	kv.RegisterEngine("fake", nil)
+}
+
+func openFake(ctx context.Context, rest string, opts kv.Options) (kv.Engine, error) {
+	if rest != "//x" {
+		return nil, fmt.Errorf("rest %q", rest)
+	}
+	return &fakeEngine{}, nil
 }
