@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -194,49 +195,64 @@ func humanSize(b uint64) string {
 	return fmt.Sprintf("%.1f%c", v, units[i])
 }
 
-// ostJSON is one OST in osts --json.
-type ostJSON struct {
+// targetJSON is one target in osts --json and mdts --json.
+type targetJSON struct {
 	Index  uint32 `json:"index"`
 	Name   string `json:"name"`
-	UUID   string `json:"uuid"`
-	Addr   string `json:"addr"`
+	UUID   string `json:"uuid,omitempty"`
+	Addr   string `json:"addr,omitempty"`
 	Active bool   `json:"active"`
 }
 
-func newOstsCmd() *cobra.Command {
+func newOstsCmd() *cobra.Command { return newTargetListCmd("ost") }
+
+func newMdtsCmd() *cobra.Command { return newTargetListCmd("mdt") }
+
+// newTargetListCmd builds "osts" or "mdts" (kind "ost" or "mdt"): the
+// targets of the mounted filesystems, in lfs osts/mdts format or as JSON.
+func newTargetListCmd(kind string) *cobra.Command {
+	verb, title := kind+"s", map[string]string{"ost": "OBDS", "mdt": "MDTS"}[kind]
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "osts [--json] [MNT]",
-		Short: "List the OSTs of mounted Strata filesystems",
+		Use:   verb + " [--json] [MNT]",
+		Short: "List the " + strings.ToUpper(kind) + "s of mounted Strata filesystems",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			mounts, err := mountTargets("osts", args)
+			mounts, err := mountTargets(verb, args)
 			if err != nil {
 				return err
 			}
-			var all []ostJSON
+			all := []targetJSON{}
 			for _, m := range mounts {
 				t := &m.targets
-				if !asJSON {
-					fmt.Printf("OBDS: (%s)\n", m.mnt)
+				var list []targetJSON
+				if kind == "ost" {
+					for _, o := range t.OSTs {
+						list = append(list, targetJSON{Index: o.Index, UUID: o.UUID, Addr: o.Addr, Active: o.Active})
+					}
+				} else {
+					// Every MDT listed is served by the MDS that answered.
+					for _, d := range t.MDTs {
+						list = append(list, targetJSON{Index: d.Index, Active: true})
+					}
 				}
-				for _, o := range t.OSTs {
-					j := ostJSON{Index: o.Index, Name: targetName(t.FSName, "ost", o.Index), UUID: o.UUID, Addr: o.Addr, Active: o.Active}
+				if !asJSON {
+					fmt.Printf("%s: (%s)\n", title, m.mnt)
+				}
+				for _, j := range list {
+					j.Name = targetName(t.FSName, kind, j.Index)
 					all = append(all, j)
 					if !asJSON {
 						state := "ACTIVE"
-						if !o.Active {
+						if !j.Active {
 							state = "INACTIVE"
 						}
-						fmt.Printf("%d: %s_UUID %s\n", o.Index, j.Name, state)
+						fmt.Printf("%d: %s_UUID %s\n", j.Index, j.Name, state)
 					}
 				}
 			}
 			if asJSON {
-				if all == nil {
-					all = []ostJSON{}
-				}
-				return json.NewEncoder(os.Stdout).Encode(map[string]any{"osts": all})
+				return json.NewEncoder(os.Stdout).Encode(map[string]any{verb: all})
 			}
 			return nil
 		},
