@@ -62,7 +62,7 @@ func (c *Client) newFile(cred proto.Cred, flags int, resp *proto.OpenResp) *File
 		ino:       resp.Attr.Ino,
 		handle:    resp.Handle,
 		session:   c.sessionID(),
-		flags:     flags,
+		flags:     flags &^ OKillPrivs,
 		strict:    c.strict || resp.Attr.Flags&proto.AttrFlagStrict != 0,
 		cred:      cred,
 		attr:      resp.Attr,
@@ -330,8 +330,21 @@ func (f *File) Truncate(size int64) error {
 	if size < 0 {
 		return fmt.Errorf("client: truncate %#x to %d: %w", f.ino, size, syscall.EINVAL)
 	}
-	_, err := f.c.Setattr(f.c.bg, f.cred, f.ino, proto.SetattrReq{Valid: proto.SetSize, Size: uint64(size), Handle: f.handle})
+	req := proto.SetattrReq{Valid: proto.SetSize, Size: uint64(size), Handle: f.handle}
+	if f.cred.Uid != 0 {
+		// The library cannot see capabilities: a non-root caller is
+		// taken to lack CAP_FSETID, as the FUSE mount's kernel says.
+		req.Valid |= proto.SetKillPrivs
+	}
+	_, err := f.c.Setattr(f.c.bg, f.cred, f.ino, req)
 	return err
+}
+
+// KillPrivs clears the file's set-id bits at the MDS, as a write by a caller
+// without CAP_FSETID does on Linux (the FUSE mount calls it when the kernel
+// flags such a write), and returns the new attributes.
+func (f *File) KillPrivs(ctx context.Context, cred proto.Cred) (proto.Attr, error) {
+	return f.c.Setattr(ctx, cred, f.ino, proto.SetattrReq{Valid: proto.SetKillPrivs, Handle: f.handle})
 }
 
 // Flush sends every buffered write of the file to the OSSes, waits for them

@@ -97,7 +97,7 @@ func (in *inode) anyFile() *File {
 // opened instead (and truncated with O_TRUNC).
 func (c *Client) Create(ctx context.Context, cred proto.Cred, parent uint64, name string, mode, umask uint32, flags int, spec layout.Spec) (*File, error) {
 	req := proto.CreateReq{Cred: cred, Session: c.sessionID(), Parent: parent, Name: name,
-		Mode: mode & 0o7777, Umask: umask & 0o777, Flags: uint32(flags), Layout: spec}
+		Mode: mode & 0o7777, Umask: umask & 0o777, Flags: uint32(flags), Layout: spec, KillPrivs: flags&OKillPrivs != 0}
 	var resp proto.OpenResp
 	err := c.mdsCall(ctx, parent, proto.OpCreate, &req, &resp)
 	if errors.Is(err, syscall.EEXIST) && flags&syscall.O_EXCL == 0 {
@@ -116,9 +116,14 @@ func (c *Client) Create(ctx context.Context, cred proto.Cred, parent uint64, nam
 	return c.newFile(cred, flags, &resp), nil
 }
 
-// Open opens regular file ino with O_* flags. With O_TRUNC the MDS
-// truncates the file as part of the open, after this client's buffered
-// writes to it have landed.
+// OKillPrivs is an open flag beyond the O_* bits: an O_TRUNC open by a
+// caller without CAP_FSETID, whose truncate clears the file's set-id bits
+// (the kernel says so with FUSE's OPEN_KILL_SUIDGID).
+const OKillPrivs = 1 << 40
+
+// Open opens regular file ino with O_* flags (and OKillPrivs). With O_TRUNC
+// the MDS truncates the file as part of the open, after this client's
+// buffered writes to it have landed.
 func (c *Client) Open(ctx context.Context, cred proto.Cred, ino uint64, flags int) (*File, error) {
 	trunc := flags&syscall.O_TRUNC != 0 && flags&syscall.O_ACCMODE != syscall.O_RDONLY
 	if trunc {
@@ -128,7 +133,7 @@ func (c *Client) Open(ctx context.Context, cred proto.Cred, ino uint64, flags in
 			}
 		}
 	}
-	req := proto.OpenReq{Cred: cred, Session: c.sessionID(), Ino: ino, Flags: uint32(flags)}
+	req := proto.OpenReq{Cred: cred, Session: c.sessionID(), Ino: ino, Flags: uint32(flags), KillPrivs: flags&OKillPrivs != 0}
 	var resp proto.OpenResp
 	if err := c.mdsCall(ctx, ino, proto.OpOpen, &req, &resp); err != nil {
 		return nil, fmt.Errorf("client: open %#x: %w", ino, err)

@@ -91,7 +91,7 @@ func (s *Service) Create(ctx context.Context, req *proto.CreateReq) (*proto.Open
 		return nil, err
 	}
 	if existing != 0 {
-		return s.Open(ctx, &proto.OpenReq{Cred: req.Cred, Session: req.Session, Ino: existing, Flags: req.Flags})
+		return s.Open(ctx, &proto.OpenReq{Cred: req.Cred, Session: req.Session, Ino: existing, Flags: req.Flags, KillPrivs: req.KillPrivs})
 	}
 	resp.Handle = h.id
 	resp.Cap = s.capability(ino, rights)
@@ -131,7 +131,11 @@ func (s *Service) Open(ctx context.Context, req *proto.OpenReq) (*proto.OpenResp
 	if err == nil && req.Flags&syscall.O_TRUNC != 0 {
 		var in *inode
 		// The open checked write permission; the truncate needs no more.
-		in, err = s.setattr(ctx, &proto.SetattrReq{Cred: req.Cred, Ino: req.Ino, Handle: h.id, Valid: proto.SetSize}, true)
+		valid := proto.SetSize
+		if req.KillPrivs {
+			valid |= proto.SetKillPrivs
+		}
+		in, err = s.setattr(ctx, &proto.SetattrReq{Cred: req.Cred, Ino: req.Ino, Handle: h.id, Valid: valid}, true)
 		if err == nil {
 			resp.Attr, resp.Layout = in.attr(), *in.Layout
 		}

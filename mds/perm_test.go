@@ -235,10 +235,27 @@ func testSetattr(t *testing.T, open opener) {
 	e.must(err)
 	_, err = set(root, proto.SetattrReq{Valid: proto.SetMode, Mode: 0o4644})
 	e.must(err)
-	a, err = set(bob, proto.SetattrReq{Valid: proto.SetSize, Size: 10, Handle: h.Handle})
+	// A truncate keeps the set-id bits unless the caller's kernel says it
+	// lacks CAP_FSETID (SetKillPrivs), as root's truncate keeps them.
+	a, err = set(root, proto.SetattrReq{Valid: proto.SetSize, Size: 20})
+	e.must(err)
+	if a.Size != 20 || a.Mode&modeSuid == 0 {
+		t.Fatalf("privileged truncate: size %d mode %o", a.Size, a.Mode)
+	}
+	a, err = set(bob, proto.SetattrReq{Valid: proto.SetSize | proto.SetKillPrivs, Size: 10, Handle: h.Handle})
 	e.must(err)
 	if a.Size != 10 || a.Mode&modeSuid != 0 {
 		t.Fatalf("ftruncate by non-root: size %d mode %o", a.Size, a.Mode)
+	}
+	// A write's kill needs a handle open for writing or write permission.
+	_, err = set(root, proto.SetattrReq{Valid: proto.SetMode, Mode: 0o6744})
+	e.must(err)
+	_, err = set(bob, proto.SetattrReq{Valid: proto.SetKillPrivs})
+	wantErrno(t, err, syscall.EPERM)
+	a, err = set(bob, proto.SetattrReq{Valid: proto.SetKillPrivs, Handle: h.Handle})
+	e.must(err)
+	if a.Mode&0o7777 != 0o2744 {
+		t.Fatalf("write by non-root left mode %o, want 2744 (sgid kept without group-execute)", a.Mode&0o7777)
 	}
 	ro, err := e.s.Open(e.ctx, &proto.OpenReq{Cred: bob, Session: e.session, Ino: f.Ino, Flags: syscall.O_RDONLY})
 	e.must(err)

@@ -58,12 +58,21 @@ func testSetidClearing(t *testing.T, open opener) {
 	if m := mode(f.Ino); m != 0o6777 {
 		t.Fatalf("mode %o after a close without writes", m)
 	}
-	// Truncate by a writer who is not root.
-	_, err = e.s.Setattr(e.ctx, &proto.SetattrReq{Cred: alice, Ino: f.Ino, Valid: proto.SetSize, Size: 0})
+	// Truncate by a writer whose kernel says it lacks CAP_FSETID, and an
+	// O_TRUNC open that says the same.
+	_, err = e.s.Setattr(e.ctx, &proto.SetattrReq{Cred: alice, Ino: f.Ino, Valid: proto.SetSize | proto.SetKillPrivs, Size: 0})
 	e.must(err)
 	if m := mode(f.Ino); m != 0o777 {
 		t.Fatalf("mode %o after truncate by uid %d", m, alice.Uid)
 	}
+	chmod(f.Ino, 0o6777)
+	h, err = e.s.Open(e.ctx, &proto.OpenReq{Cred: alice, Session: e.session, Ino: f.Ino, Flags: syscall.O_WRONLY | syscall.O_TRUNC, KillPrivs: true})
+	e.must(err)
+	if m := mode(f.Ino); m != 0o777 {
+		t.Fatalf("mode %o after open(O_TRUNC) by uid %d", m, alice.Uid)
+	}
+	_, err = e.s.Close(e.ctx, &proto.CloseReq{Session: e.session, Ino: f.Ino, Handle: h.Handle})
+	e.must(err)
 }
 
 // testTruncateTimes checks that a truncate updates mtime and ctime even

@@ -18,7 +18,8 @@ const punchParallel = 16
 // owner or root (dropping setgid for a caller outside the file's group,
 // and carrying the new bits into the access ACL if there is one),
 // chown by root only (the owner may change the group to one of his), a size
-// change by a writer or through a handle open for writing, times set to now
+// change by a writer or through a handle open for writing (clearing the
+// set-id bits when SetKillPrivs says the caller lacks CAP_FSETID), times set to now
 // by the owner or a writer and explicit times by the owner or root. A size
 // change truncates the file's objects before it commits, so a crash never
 // exposes stale data past the new end.
@@ -34,19 +35,19 @@ func (s *Service) Setattr(ctx context.Context, req *proto.SetattrReq) (*proto.At
 // open(O_TRUNC), which made its own.
 func (s *Service) setattr(ctx context.Context, req *proto.SetattrReq, trusted bool) (*inode, error) {
 	viaHandle := trusted
+	if req.Valid&(proto.SetSize|proto.SetKillPrivs) != 0 && req.Handle != 0 && !trusted {
+		h, err := s.open.get(req.Handle, req.Ino)
+		if err != nil {
+			return nil, err
+		}
+		if h.rights&proto.RightWrite == 0 {
+			return nil, fmt.Errorf("mds: ftruncate through read-only handle %#x: %w", req.Handle, syscall.EINVAL)
+		}
+		viaHandle = true
+	}
 	if req.Valid&proto.SetSize != 0 {
 		if req.Size > math.MaxInt64 {
 			return nil, fmt.Errorf("mds: truncate %#x to %d: %w", req.Ino, req.Size, syscall.EFBIG)
-		}
-		if req.Handle != 0 && !trusted {
-			h, err := s.open.get(req.Handle, req.Ino)
-			if err != nil {
-				return nil, err
-			}
-			if h.rights&proto.RightWrite == 0 {
-				return nil, fmt.Errorf("mds: ftruncate through read-only handle %#x: %w", req.Handle, syscall.EINVAL)
-			}
-			viaHandle = true
 		}
 		mu := s.truncMu.of(req.Ino)
 		mu.Lock()
@@ -106,6 +107,8 @@ func (s *Service) applySetattr(t *mtx, req *proto.SetattrReq, viaHandle bool) (*
 		return nil, fmt.Errorf("mds: truncate special file %#x: %w", in.Ino, syscall.EINVAL)
 	case v&proto.SetSize != 0 && !viaHandle && !permits(c, in, mayWrite):
 		return nil, fmt.Errorf("mds: truncate %#x denied to uid %d: %w", in.Ino, c.Uid, syscall.EACCES)
+	case v&proto.SetKillPrivs != 0 && !viaHandle && !owner && !permits(c, in, mayWrite):
+		return nil, fmt.Errorf("mds: clear set-id bits of %#x by uid %d: %w", in.Ino, c.Uid, syscall.EPERM)
 	case v&proto.SetMode != 0 && !owner:
 		return nil, fmt.Errorf("mds: chmod %#x by uid %d, not the owner: %w", in.Ino, c.Uid, syscall.EPERM)
 	case v&proto.SetUid != 0 && !root && (c.Uid != in.Uid || req.Uid != in.Uid):
@@ -123,9 +126,11 @@ func (s *Service) applySetattr(t *mtx, req *proto.SetattrReq, viaHandle bool) (*
 		}
 		in.Size = req.Size
 		in.Mtime = t.now
-		if !root {
-			killPrivs(in)
-		}
+	}
+	if v&proto.SetKillPrivs != 0 && !in.isDir() {
+		// The caller's kernel asked (it lacks CAP_FSETID), not its uid:
+		// root's truncate keeps the bits, as on Linux.
+		killPrivs(in)
 	}
 	if v&proto.SetUid != 0 {
 		in.Uid = req.Uid

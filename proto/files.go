@@ -9,6 +9,9 @@ type OpenReq struct {
 	Session uint64 `msgpack:"S"`
 	Ino     uint64 `msgpack:"i"`
 	Flags   uint32 `msgpack:"f"`
+	// KillPrivs asks an O_TRUNC open to clear the set-id bits, as a
+	// truncate by a caller without CAP_FSETID does (SetKillPrivs).
+	KillPrivs bool `msgpack:"k,omitempty"`
 }
 
 // OpenResp describes an open file: its handle at the MDS, attributes,

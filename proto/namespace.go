@@ -13,6 +13,12 @@ const (
 	SetAtimeNow uint32 = 1 << 6
 	SetMtimeNow uint32 = 1 << 7
 	SetCtime    uint32 = 1 << 8
+	// SetKillPrivs clears the set-user-ID bit, and the set-group-ID bit
+	// if group-execute is set, as Linux does for a write or truncate by a
+	// caller without CAP_FSETID. With SetSize it qualifies the truncate;
+	// alone it is the effect of a write, allowed to a caller that may
+	// write the file (or names a handle open for writing).
+	SetKillPrivs uint32 = 1 << 9
 )
 
 // Rename flags, as renameat2(2).
@@ -79,6 +85,9 @@ type CreateReq struct {
 	Umask   uint32      `msgpack:"U,omitempty"`
 	Flags   uint32      `msgpack:"f"` // O_* flags
 	Layout  layout.Spec `msgpack:"l,omitempty"`
+	// KillPrivs: if the name exists and O_TRUNC truncates it, clear its
+	// set-id bits as OpenReq.KillPrivs does.
+	KillPrivs bool `msgpack:"k,omitempty"`
 }
 
 // MkdirReq creates a directory. MDT = -1 lets the MDS choose.

@@ -126,24 +126,34 @@ func helperCmd(t *testing.T, ctx context.Context, u cred, mode string, args ...s
 // the syscall.Errno it failed with.
 func runAs(t *testing.T, u cred, op string, args ...string) error {
 	t.Helper()
+	_, err := runAsOutput(t, u, op, args...)
+	return err
+}
+
+// runAsOutput is runAs for an operation that reports something (such as
+// "mode:4755"): it returns what the helper printed before its status line.
+func runAsOutput(t *testing.T, u cred, op string, args ...string) (string, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := helperCmd(t, ctx, u, "op", append([]string{op}, args...)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
-	res := strings.TrimSpace(string(out))
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	res := lines[len(lines)-1]
+	report := strings.Join(lines[:len(lines)-1], "\n")
 	if err != nil {
-		t.Fatalf("helper %s %v as uid %d: %v: %s %s", op, args, u.uid, err, res, stderr.String())
+		t.Fatalf("helper %s %v as uid %d: %v: %s %s", op, args, u.uid, err, out, stderr.String())
 	}
 	if res == "ok" {
-		return nil
+		return report, nil
 	}
 	if e, ok := errnoByName(res); ok {
-		return e
+		return report, e
 	}
-	t.Fatalf("helper %s %v as uid %d printed %q (stderr %q)", op, args, u.uid, res, stderr.String())
-	return nil
+	t.Fatalf("helper %s %v as uid %d printed %q (stderr %q)", op, args, u.uid, out, stderr.String())
+	return "", nil
 }
 
 // errnoByName maps "EACCES" back to syscall.EACCES.
@@ -189,6 +199,7 @@ func doOp(op string, a []string) error {
 		"open-read": 1, "open-write": 1, "open-trunc": 1, "create": 2, "write": 2, "exec": 1,
 		"chmod": 2, "chown": 3, "unlink": 1, "rmdir": 1, "mkdir": 2, "rename": 2, "mknod-chr": 1,
 		"readdir": 1, "stat": 1, "access": 2, "utime-now": 1, "utime-set": 1, "truncate": 2,
+		"write-mode": 2, "ftruncate-mode": 2, "open-trunc-mode": 1, "cat": 1,
 	}
 	n, ok := want[op]
 	if !ok {
@@ -285,8 +296,50 @@ func doOp(op string, a []string) error {
 			return err
 		}
 		return unix.Truncate(a[0], int64(size))
+	case "write-mode", "ftruncate-mode", "open-trunc-mode":
+		return modeAfter(op, a)
+	case "cat":
+		b, err := os.ReadFile(a[0])
+		if err != nil {
+			return err
+		}
+		fmt.Printf("data:%s\n", b)
+		return nil
 	}
 	return fmt.Errorf("operation %q not implemented", op)
+}
+
+// modeAfter writes a[1] to a[0], truncates it to a[1] bytes, or opens it
+// with O_TRUNC, and prints the mode fstat reports right after, before the
+// descriptor is closed: "mode:4755".
+func modeAfter(op string, a []string) error {
+	flags := unix.O_WRONLY
+	if op == "open-trunc-mode" {
+		flags |= unix.O_TRUNC
+	}
+	fd, err := unix.Open(a[0], flags, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	switch op {
+	case "write-mode":
+		_, err = unix.Write(fd, []byte(a[1]))
+	case "ftruncate-mode":
+		var size int64
+		if size, err = strconv.ParseInt(a[1], 10, 64); err == nil {
+			err = unix.Ftruncate(fd, size)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	fmt.Printf("mode:%o\n", st.Mode&0o7777)
+	return nil
 }
 
 func openClose(path string, flags int, mode uint32) error {

@@ -19,7 +19,7 @@ import (
 // the test process acts as root, helper processes (helper_test.go) as the
 // unprivileged users nobody (65534, also in group staff) and other (2002).
 // One cluster serves every case; each case works in a directory of its own.
-// The first mount has allow_other so the helpers may use it; the second is
+// The first mount is strata up's default (allow_other, as root) so the helpers may use it; the second is
 // another client of the same filesystem, for what one client must see of
 // another's work.
 //
@@ -43,6 +43,7 @@ func TestPOSIX(t *testing.T) {
 		{"time", timeCases},
 		{"io", ioCases},
 		{"signals", signalCases},
+		{"users", usersCases},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
@@ -79,7 +80,8 @@ func newPosixEnv(t *testing.T) *posixEnv {
 	}
 	old := syscall.Umask(0o022)
 	t.Cleanup(func() { syscall.Umask(old) })
-	c := startCluster(t, base, 2, "-o", "allow_other")
+	// No mount options: root's default mount must serve other users.
+	c := startCluster(t, base, 2)
 	return &posixEnv{dir: base, mnt: c.mnt, second: c.mountSecond(t)}
 }
 

@@ -55,8 +55,12 @@ func (fs *fileSystem) openFlags(f *client.File) uint32 {
 // cached attributes (see fileSystem.dirAttr).
 func (fs *fileSystem) Create(cancel <-chan struct{}, in *gofuse.CreateIn, name string, out *gofuse.CreateOut) gofuse.Status {
 	parent := fs.ino(in.NodeId)
+	flags := int(in.Flags)
+	if in.OpenFlags&gofuse.OPEN_KILL_SUIDGID != 0 {
+		flags |= client.OKillPrivs
+	}
 	seq, alone := fs.createStart()
-	f, err := fs.c.Create(fs.ctx(), fs.cred(&in.InHeader), parent, name, in.Mode, in.Umask, int(in.Flags), layout.Spec{})
+	f, err := fs.c.Create(fs.ctx(), fs.cred(&in.InHeader), parent, name, in.Mode, in.Umask, flags, layout.Spec{})
 	if err != nil {
 		fs.createDone(seq, alone, parent, nil, false)
 		return fs.status("create", err)
@@ -71,7 +75,12 @@ func (fs *fileSystem) Create(cancel <-chan struct{}, in *gofuse.CreateIn, name s
 
 // Open opens a regular file.
 func (fs *fileSystem) Open(cancel <-chan struct{}, in *gofuse.OpenIn, out *gofuse.OpenOut) gofuse.Status {
-	f, err := fs.c.Open(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), int(in.Flags))
+	flags := int(in.Flags)
+	if in.Mode&gofuse.OPEN_KILL_SUIDGID != 0 {
+		// O_TRUNC by a caller without CAP_FSETID (HANDLE_KILLPRIV_V2).
+		flags |= client.OKillPrivs
+	}
+	f, err := fs.c.Open(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), flags)
 	if err != nil {
 		return fs.status("open", err)
 	}
@@ -103,11 +112,45 @@ func (fs *fileSystem) Write(cancel <-chan struct{}, in *gofuse.WriteIn, data []b
 	if f == nil {
 		return 0, gofuse.EBADF
 	}
+	if in.WriteFlags&gofuse.WRITE_KILL_SUIDGID != 0 {
+		if st := fs.killPrivsOnWrite(&in.InHeader, f); st != gofuse.OK {
+			return 0, st
+		}
+	}
 	n, err := f.WriteAt(data, int64(in.Offset))
 	if err != nil && n == 0 {
 		return 0, fs.status("write", err)
 	}
 	return uint32(n), gofuse.OK
+}
+
+// killPrivsOnWrite clears the set-id bits of a file that a caller without
+// CAP_FSETID writes (the kernel flags such writes, HANDLE_KILLPRIV_V2), before
+// the data goes out, as Linux's file_remove_privs does. It asks the MDS only
+// when the mode last seen has a bit the write must clear, so ordinary writes
+// cost nothing; the kernel fetches regular files' attributes afresh (their
+// timeout is 0), so fstat right after the write shows the new mode.
+func (fs *fileSystem) killPrivsOnWrite(h *gofuse.InHeader, f *client.File) gofuse.Status {
+	ino := f.Ino()
+	fs.nodesMu.Lock()
+	mode := f.Attr().Mode
+	if n := fs.nodes[ino]; n != nil && n.attr.Ino == ino {
+		mode = n.attr.Mode
+	}
+	fs.nodesMu.Unlock()
+	if mode&syscall.S_ISUID == 0 && mode&(syscall.S_ISGID|syscall.S_IXGRP) != syscall.S_ISGID|syscall.S_IXGRP {
+		return gofuse.OK
+	}
+	a, err := f.KillPrivs(fs.ctx(), fs.cred(h))
+	if err != nil {
+		return fs.status("write: clear set-id bits", err)
+	}
+	fs.nodesMu.Lock()
+	if n := fs.nodes[ino]; n != nil {
+		n.attr = a
+	}
+	fs.nodesMu.Unlock()
+	return gofuse.OK
 }
 
 // Writev writes a request whose data arrived in several pieces as one

@@ -435,7 +435,12 @@ func (fs *fileSystem) SetAttr(cancel <-chan struct{}, in *gofuse.SetAttrIn, out 
 		req.Valid |= proto.SetCtime
 		req.Ctime = int64(in.Ctime)*1e9 + int64(in.Ctimensec)
 	}
-	if fh, ok := in.GetFh(); ok && req.Valid&proto.SetSize != 0 {
+	if in.Valid&gofuse.FATTR_KILL_SUIDGID != 0 {
+		// A truncate by a caller without CAP_FSETID, or a chown
+		// (HANDLE_KILLPRIV_V2 leaves clearing the set-id bits to us).
+		req.Valid |= proto.SetKillPrivs
+	}
+	if fh, ok := in.GetFh(); ok && req.Valid&(proto.SetSize|proto.SetKillPrivs) != 0 {
 		if f := fs.file(fh); f != nil {
 			req.Handle = f.Handle()
 		}

@@ -16,8 +16,10 @@
 // change shows at the next check of a regular file (whose attributes it
 // never caches) and within a second elsewhere. The kernel leaves the umask
 // to the mount (CAP_DONT_MASK), which sends it with the raw mode: the MDS
-// applies it unless the parent directory has a default ACL. Errors become
-// errno values here, once.
+// applies it unless the parent directory has a default ACL. Set-id bits are
+// cleared where the kernel flags a write, truncate or O_TRUNC open by a
+// caller without CAP_FSETID (HANDLE_KILLPRIV_V2), before the write proceeds.
+// Errors become errno values here, once.
 //
 // Data caching in the kernel. Regular files are opened with FOPEN_DIRECT_IO
 // unless Options.PageCache is set: reads and writes then reach the client
@@ -144,10 +146,13 @@ func Mount(c *client.Client, mnt string, opts Options) (*gofuse.Server, error) {
 		// mmap of FOPEN_DIRECT_IO files; O_TRUNC carried by the open
 		// itself (one MDS request, atomic); READDIRPLUS only where the
 		// kernel expects lookups to follow (ls -l, not ls), since
-		// attributes cost the MDS more than names; and the umask left to
-		// the MDS, which must not apply it under a default ACL.
+		// attributes cost the MDS more than names; the umask left to
+		// the MDS, which must not apply it under a default ACL; and the
+		// set-id bits cleared by the mount (HANDLE_KILLPRIV_V2): the
+		// kernel flags each write, truncate and O_TRUNC open by a caller
+		// without CAP_FSETID, so they go at the write(2) itself.
 		ExtraCapabilities: gofuse.CAP_DIRECT_IO_ALLOW_MMAP | gofuse.CAP_ATOMIC_O_TRUNC | gofuse.CAP_READDIRPLUS_AUTO |
-			gofuse.CAP_DONT_MASK,
+			gofuse.CAP_DONT_MASK | gofuse.CAP_HANDLE_KILLPRIV_V2,
 		Logger: log.New(slogWriter{log: fsys.log, debug: opts.Debug}, "", 0),
 	}
 	server, err := gofuse.NewServer(fsys, mnt, mo)

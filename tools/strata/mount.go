@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	gofuse "github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
@@ -58,6 +59,8 @@ func (s *mountSpec) applyOptions(opts []string) error {
 			s.secretFile = val
 		case "allow_other":
 			s.allowOther = true
+		case "noallow_other":
+			s.allowOther = false
 		case "debug":
 			s.debug = true
 		case "rw", "defaults", "noatime", "relatime", "_netdev":
@@ -77,7 +80,14 @@ filesystem, or --config names a client file (such as DIR/client.yaml written
 by "strata up") with keys mds, fsname and secret-file.
 
 Options (-o, comma separated): consistency=close-to-open|strict,
-secret_file=FILE, allow_other, debug.
+secret_file=FILE, allow_other, noallow_other, debug.
+
+Mounted by root, the filesystem serves every user of the node (allow_other),
+with permissions checked by the MDS and the kernel as on a local disk;
+-o noallow_other, or "allow-other: false" in the config file (or
+STRATA_ALLOW_OTHER=false), limits it to root. A non-root user's mount is
+private unless it asks for allow_other, which fusermount3 grants only with
+user_allow_other in /etc/fuse.conf. A missing MNT is created.
 
 Without --foreground the command returns once the filesystem is mounted and
 the client keeps running in the background; "strata umount MNT" stops it.`,
@@ -93,7 +103,16 @@ the client keeps running in the background; "strata umount MNT" stops it.`,
 				return fail("mount", mnt, err)
 			}
 			if !v.GetBool("foreground") {
-				return fail("mount", mnt, mountInBackground(mnt, v.GetString("log-file")))
+				if _, err := prepareMountPoint(mnt, spec.allowOther); err != nil {
+					return fail("mount", mnt, err)
+				}
+				if err := mountInBackground(mnt, v.GetString("log-file")); err != nil {
+					return fail("mount", mnt, err)
+				}
+				if !spec.allowOther {
+					fmt.Fprintln(os.Stderr, allowOtherWarning(mnt))
+				}
+				return nil
 			}
 			return fail("mount", mnt, runMount(spec, mnt, v.GetString("log-level")))
 		},
@@ -114,6 +133,14 @@ func buildMountSpec(v *viper.Viper, args []string) (*mountSpec, error) {
 		fsname:      v.GetString("fsname"),
 		secretFile:  v.GetString("secret-file"),
 		consistency: v.GetString("consistency"),
+		// Root's mount serves every user of the node; fusermount3
+		// refuses allow_other to others unless fuse.conf allows it.
+		allowOther: os.Geteuid() == 0,
+	}
+	for _, key := range []string{"allow-other", "allow_other"} {
+		if v.IsSet(key) {
+			spec.allowOther = v.GetBool(key)
+		}
 	}
 	if len(args) == 2 {
 		addrs, fsname, err := parseSource(args[0])
@@ -211,6 +238,9 @@ func reportReady(err error) {
 // runMount mounts in the foreground and serves until unmounted or signalled.
 func runMount(spec *mountSpec, mnt, logLevel string) (err error) {
 	defer func() { reportReady(err) }()
+	if mnt, err = prepareMountPoint(mnt, spec.allowOther); err != nil {
+		return err
+	}
 	v := viper.New()
 	v.Set("secret-file", spec.secretFile)
 	secret, err := loadSecret(v)
@@ -233,17 +263,25 @@ func runMount(spec *mountSpec, mnt, logLevel string) (err error) {
 		return err
 	}
 	defer c.Close()
-	srv, err := sfuse.Mount(c, mnt, sfuse.Options{
-		FSName:      strings.Join(spec.mds, ",") + ":/" + spec.fsname,
-		Debug:       spec.debug,
-		AllowOther:  spec.allowOther,
-		Consistency: spec.consistency,
+	var srv *gofuse.Server
+	err = withFusermountStderr(func() error {
+		var err error
+		srv, err = sfuse.Mount(c, mnt, sfuse.Options{
+			FSName:      strings.Join(spec.mds, ",") + ":/" + spec.fsname,
+			Debug:       spec.debug,
+			AllowOther:  spec.allowOther,
+			Consistency: spec.consistency,
+		})
+		return err
 	})
 	if err != nil {
 		return err
 	}
 	reportReady(nil)
-	log.Info("mounted", "fsname", spec.fsname, "mds", spec.mds)
+	log.Info("mounted", "fsname", spec.fsname, "mds", spec.mds, "allow_other", spec.allowOther)
+	if !spec.allowOther && os.Getenv(readyFDEnv) == "" {
+		fmt.Fprintln(os.Stderr, allowOtherWarning(mnt))
+	}
 	go func() {
 		<-ctx.Done()
 		if err := srv.Unmount(); err != nil {

@@ -167,6 +167,9 @@ func (u *upCluster) run(stripeCount, stripeSize string) error {
 		return fmt.Errorf("mount failed (see %s): %w", u.logPath("mount"), err)
 	}
 	fmt.Printf("ready: mounted %s at %s (%d OSTs, %d MDTs)\n", u.fsname, u.mnt, u.nOSS, u.nMDT)
+	if !u.allowOther() {
+		fmt.Fprintln(os.Stderr, allowOtherWarning(u.mnt))
+	}
 	fmt.Printf("client config: %s; logs: %s; Ctrl-C stops\n", filepath.Join(u.dir, "client.yaml"), filepath.Join(u.dir, "logs"))
 	select {
 	case <-ctx.Done():
@@ -175,6 +178,21 @@ func (u *upCluster) run(stripeCount, stripeSize string) error {
 	case name := <-u.exited:
 		return fmt.Errorf("%s exited unexpectedly (see %s)", name, u.logPath(name))
 	}
+}
+
+// allowOther reports whether the local mount lets every user in: by
+// default when root mounts, unless its options say otherwise.
+func (u *upCluster) allowOther() bool {
+	allow := os.Geteuid() == 0
+	for _, o := range splitList(u.mountOpts) {
+		switch o {
+		case "allow_other":
+			allow = true
+		case "noallow_other":
+			allow = false
+		}
+	}
+	return allow
 }
 
 // formatOnce formats the store unless it already holds this filesystem.
