@@ -38,6 +38,13 @@ import (
 //	                                 delete; seq is the smallest object
 //	                                 sequence in the batch, unique per file
 //	                                 because sequences are never reused
+//	P 'L'                         -> i64 BE unix nanoseconds: the rename
+//	                                 lock (Lustre's big rename lock), written
+//	                                 by every move of a directory to another
+//	                                 parent, so that two moves whose ancestor
+//	                                 checks read each other's directories
+//	                                 conflict (snapshot isolation protects
+//	                                 nothing a transaction only reads)
 //
 // Inode numbers carry their MDT in the high 16 bits and a per-MDT sequence
 // in the low 48; the root is MDT 0, sequence 1.
@@ -57,6 +64,7 @@ const (
 	tagOrphan   = 'Z'
 	tagDestroy  = 'Q'
 	tagRegistry = 'R'
+	tagRenameLk = 'L'
 	tagFS       = 'F'
 )
 
@@ -127,6 +135,9 @@ func (k keys) mdt(index uint32) []byte {
 
 // mdtRange covers every MDT record.
 func (k keys) mdtRange() ([]byte, []byte) { return rangeOf(k.tagged(tagMDT, 0)) }
+
+// renameLock is the key every cross-directory move of a directory writes.
+func (k keys) renameLock() []byte { return k.tagged(tagRenameLk, 0) }
 
 // counter is the key of an MDT's inode sequence counter.
 func (k keys) counter(mdt uint32) []byte {

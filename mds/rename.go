@@ -151,6 +151,14 @@ func (t *mtx) checkMove(c *proto.Cred, in, from, to *inode) error {
 	if to.Nlink >= maxLinks {
 		return fmt.Errorf("mds: rename into %#x: %w", to.Ino, syscall.EMLINK)
 	}
+	// The walk below only reads the ancestors, which protects nothing
+	// under snapshot isolation: two crossing moves (a/x into b/y/z, b/y
+	// into a/x/w) write disjoint keys and would both commit, leaving a
+	// cycle cut off from the root. Every such move writes the one rename
+	// lock key, so they conflict and the loser retries on the new tree.
+	if err := t.kv.Set(t.k.renameLock(), encodeU64(uint64(t.now))); err != nil {
+		return fmt.Errorf("mds: take the rename lock: %w", err)
+	}
 	// Walk from the target directory up to the root: meeting the moved
 	// directory means the move would detach a loop from the tree.
 	cur := to

@@ -50,6 +50,7 @@ var suite = []struct {
 	{"OrphansAfterRestart", testOrphansAfterRestart},
 	{"ConcurrentCreates", testConcurrentCreates},
 	{"ConcurrentRenames", testConcurrentRenames},
+	{"CrossingRenames", testCrossingRenames},
 	{"Restart", testRestart},
 	{"Targets", testTargets},
 	{"MultiMDT", testMultiMDT},
