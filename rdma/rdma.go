@@ -1,13 +1,21 @@
-// Package rdma finds the RDMA devices a node could move bulk data over.
+// Package rdma is Strata's RDMA layer: device discovery and a narrow verbs
+// interface that the rpc package moves messages and bulk data over.
 //
-// For now it does discovery only, through sysfs and netlink (rdmamap): which
-// RDMA devices exist, and which one is bound to the network interface that
-// owns a given IP address, so a client and server can tell whether an RDMA
-// path between them is possible. The verbs data path (one-sided reads and
-// writes of registered buffers, over libibverbs and librdmacm via cgo) comes
-// later behind the build tag rdma. Without a device, or on a kernel without
-// RDMA support, every function here reports that none exists rather than
-// failing, and callers use TCP.
+// Discovery (Devices, DeviceForIP, Discover, ReadGID) goes through sysfs and
+// netlink (rdmamap): which RDMA devices exist, their ports and link state,
+// which device is bound to the interface owning an IP address, and which IP
+// a RoCE GID stands for. Without a device, or on a kernel without RDMA
+// support, every function reports that none exists rather than failing.
+//
+// The verbs interface (Verbs, QueuePair, Domain, Region; see verbs.go) is
+// implemented over libibverbs and librdmacm by Native, compiled with the
+// build tag rdma (and cgo); without the tag Native reports no devices and
+// callers use TCP. Package rdma/fake implements the same interface in
+// process, adversarially, for tests, and package rdma/verbstest checks both
+// against one suite. Pool keeps registered buffers for reuse.
+//
+// It is not an RPC layer: message framing, buffer lifetimes across requests
+// and the fallback to TCP are the rpc package's.
 package rdma
 
 import (
