@@ -30,6 +30,14 @@ test: deps build
 test-short: build
 	STRATA_BIN=$(CURDIR)/$(BIN)/strata $(GO) test -short $(TESTFLAGS) ./...
 
+# Long runs (issue 7): the exerciser for three seeds of 1,000,000 steps
+# (STRATA_FSX_SEEDS, STRATA_FSX_OPS) and 100 kill -9 cycles of each daemon
+# (STRATA_CRASH_CYCLES). Hours on a small machine; make test runs short ones.
+# SOAKARGS passes test flags, e.g. SOAKARGS='-args -fsx.allow-missing='.
+.PHONY: soak
+soak: build
+	STRATA_SOAK=1 STRATA_BIN=$(CURDIR)/$(BIN)/strata $(GO) test -count=1 -timeout 0 -v -run '^(TestExerciser|TestCrashLoop)$$' ./tests/ $(SOAKARGS)
+
 # Benchmarks: Go benchmarks plus fio through a mount against the local disk.
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./layout/... ./rpc/... ./mds/kv/...

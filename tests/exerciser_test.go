@@ -47,11 +47,15 @@ var exerciserModes = []exerciserMode{
 // file of a real mount, in close-to-open mode (the second client checks the
 // file after each close and fsync of the writer), in a strict directory and
 // on strict mounts (it checks after every step). The default suite runs
-// 2000 steps per mode; make soak runs three seeds of a million steps,
+// 2000 steps per mode (500 with -short); make soak runs three seeds of a million steps,
 // spread over the modes. A failure prints the command that replays it.
 func TestExerciser(t *testing.T) {
 	requireFUSE(t)
-	ops := envInt(t, "STRATA_FSX_OPS", 2000)
+	def := 2000
+	if testing.Short() {
+		def = 500
+	}
+	ops := envInt(t, "STRATA_FSX_OPS", def)
 	if soak() && os.Getenv("STRATA_FSX_OPS") == "" {
 		ops = 1000000
 	}
