@@ -323,7 +323,7 @@ func idempotent(op uint16) bool {
 	case proto.OpLookup, proto.OpGetattr, proto.OpReadlink, proto.OpReaddir, proto.OpAccess,
 		proto.OpGetxattr, proto.OpListxattr, proto.OpGetLayout, proto.OpStatfs, proto.OpTargets,
 		proto.OpSetSize, proto.OpGetCap, proto.OpRenew, proto.OpGetLk, proto.OpUnlock,
-		proto.OpObjRead, proto.OpObjWrite, proto.OpObjSync, proto.OpObjGetattr:
+		proto.OpObjRead, proto.OpObjWrite, proto.OpObjSync, proto.OpObjGetattr, proto.OpSync:
 		return true
 	}
 	return false

@@ -48,6 +48,8 @@ type fakeCluster struct {
 	inflightW    int64 // bytes of object writes being served
 	maxInflightW int64
 	syncs        map[layout.Object]int
+	verifiers    map[uint32]uint64      // write verifier per OST
+	stale        map[layout.Object]bool // objects the OSSes answer ESTALE for
 
 	locks     []fakeLock    // granted locks
 	lockSlice time.Duration // how long a waiting lock request is held
@@ -82,6 +84,8 @@ func newFakeCluster(t testing.TB, osts int, stripeCount int32, stripeSize int64)
 		lockSlice: 200 * time.Millisecond,
 		ops:       map[uint16]int{},
 		syncs:     map[layout.Object]int{},
+		verifiers: map[uint32]uint64{},
+		stale:     map[layout.Object]bool{},
 	}
 	now := time.Now().UnixNano()
 	fc.inodes[fakeRoot] = &fakeInode{
@@ -349,7 +353,8 @@ func (fc *fakeCluster) mdsHandlers() map[uint16]func(*rpc.Request) (any, error) 
 			if fc.handles[req.Handle] != req.Ino {
 				return nil, syscall.EBADF
 			}
-			return &proto.GetCapResp{Cap: fc.capLocked(req.Ino)}, nil
+			in := fc.inodes[req.Ino]
+			return &proto.GetCapResp{Cap: fc.capLocked(req.Ino), Attr: in.attr, Layout: in.lay}, nil
 		},
 		proto.OpMkdir: func(r *rpc.Request) (any, error) {
 			req, err := decode[proto.MkdirReq](r)
@@ -530,6 +535,9 @@ func (fc *fakeCluster) ossHandlers(ost uint32) map[uint16]func(*rpc.Request) (an
 				return nil, fmt.Errorf("fake oss %d: object of OST %d: %w", ost, req.Obj.OST, syscall.EINVAL)
 			}
 			o := layout.Object{OST: ost, ID: req.Obj.ID}
+			if fc.stale[o] {
+				return nil, fmt.Errorf("fake oss: %s destroyed: %w", o.ID, syscall.ESTALE)
+			}
 			b := fc.objects[o]
 			if end := req.Offset + n; int64(len(b)) < end {
 				b = append(b, make([]byte, end-int64(len(b)))...)
@@ -540,7 +548,7 @@ func (fc *fakeCluster) ossHandlers(ost uint32) map[uint16]func(*rpc.Request) (an
 			if req.Sync {
 				fc.syncs[o]++
 			}
-			return &proto.ObjWriteResp{Size: int64(len(b))}, nil
+			return &proto.ObjWriteResp{Size: int64(len(b)), Verifier: fc.verifiers[ost]}, nil
 		},
 		proto.OpObjRead: func(r *rpc.Request) (any, error) {
 			req, err := decode[proto.ObjReadReq](r)
@@ -551,6 +559,9 @@ func (fc *fakeCluster) ossHandlers(ost uint32) map[uint16]func(*rpc.Request) (an
 			defer fc.mu.Unlock()
 			if err := fc.checkCapLocked(&req.Cap, req.Obj.ID.Ino, proto.RightRead); err != nil {
 				return nil, err
+			}
+			if fc.stale[layout.Object{OST: ost, ID: req.Obj.ID}] {
+				return nil, fmt.Errorf("fake oss: %s destroyed: %w", req.Obj.ID, syscall.ESTALE)
 			}
 			b := fc.objects[layout.Object{OST: ost, ID: req.Obj.ID}]
 			var out []byte
@@ -566,11 +577,11 @@ func (fc *fakeCluster) ossHandlers(ost uint32) map[uint16]func(*rpc.Request) (an
 			}
 			fc.mu.Lock()
 			defer fc.mu.Unlock()
-			if err := fc.checkCapLocked(&req.Cap, req.Obj.ID.Ino, proto.RightWrite); err != nil {
+			if err := fc.checkCapLocked(&req.Cap, req.Obj.ID.Ino, 0); err != nil {
 				return nil, err
 			}
 			fc.syncs[layout.Object{OST: ost, ID: req.Obj.ID}]++
-			return &proto.Empty{}, nil
+			return &proto.ObjSyncResp{Verifier: fc.verifiers[ost]}, nil
 		},
 	}
 }

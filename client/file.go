@@ -361,8 +361,12 @@ func (f *File) Flush() error {
 }
 
 // Sync makes the file's data and size durable (fsync): it flushes, syncs
-// every object written since the last Sync, then has the MDS record the size
-// durably.
+// every object of the file's layout (whoever wrote it, through whichever
+// descriptor: data another process or an earlier open left in an OSS's page
+// cache is made durable too), then has the MDS record the size durably. If
+// an OST's write verifier changed since this client's unsynced writes to it
+// (the OSS host rebooted and may have lost them), Sync fails with EIO
+// rather than report them durable.
 func (f *File) Sync() error {
 	if f.closed.Load() {
 		return ErrClosed
@@ -372,46 +376,62 @@ func (f *File) Sync() error {
 		return err
 	}
 	in.mu.Lock()
-	objs := in.written
-	in.written = map[layout.Object]proto.ObjRef{}
+	written := in.written
+	in.written = map[layout.Object]writtenObj{}
+	objs := layoutObjects(&in.lay)
 	w := in.writerLocked(f)
 	in.mu.Unlock()
-	if err := w.syncObjects(f.c.bg, objs); err != nil {
+	verifiers, err := w.syncObjects(f.c.bg, objs)
+	if err != nil {
 		in.mu.Lock()
-		for k, v := range objs {
-			in.written[k] = v
+		for k, v := range written {
+			if _, again := in.written[k]; !again {
+				in.written[k] = v
+			}
 		}
 		in.mu.Unlock()
 		return err
 	}
+	for key, wr := range written {
+		if v, ok := verifiers[key]; ok && (wr.mixed || v != wr.verifier) {
+			return fmt.Errorf("client: fsync %#x: the OSS of OST %d restarted with a new verifier since object %s was written: unsynced writes may be lost: %w",
+				f.ino, wr.ref.OST, wr.ref.ID, syscall.EIO)
+		}
+	}
 	return f.reportSize(f.c.bg, true)
 }
 
-// syncObjects sends OpObjSync for every object, in parallel.
-func (f *File) syncObjects(ctx context.Context, objs map[layout.Object]proto.ObjRef) error {
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
-	for _, ref := range objs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := f.objCall(ctx, ref, func(cp proto.Capability, addr string) error {
-				return f.c.rpc.Call(ctx, addr, proto.OpObjSync, &proto.ObjSyncReq{Cap: cp, Obj: ref}, nil)
-			})
-			if err != nil {
-				mu.Lock()
-				if first == nil {
-					first = fmt.Errorf("client: sync object %s on OST %d: %w", ref.ID, ref.OST, err)
-				}
-				mu.Unlock()
-			}
-		}()
+// layoutObjects lists every object of a layout once.
+func layoutObjects(lay *layout.Layout) []proto.ObjRef {
+	var out []proto.ObjRef
+	for _, c := range lay.Components {
+		for s, o := range c.Objects {
+			out = append(out, proto.ObjRef{OST: o.OST, ID: o.ID, Stripe: uint32(s)})
+		}
 	}
-	wg.Wait()
-	return first
+	return out
+}
+
+// syncObjects sends OpObjSync for every object, in parallel, and returns
+// the verifier each OST answered with.
+func (f *File) syncObjects(ctx context.Context, objs []proto.ObjRef) (map[layout.Object]uint64, error) {
+	verifiers := make(map[layout.Object]uint64, len(objs))
+	var mu sync.Mutex
+	err := parallel(len(objs), func(i int) error {
+		ref := objs[i]
+		var resp proto.ObjSyncResp
+		err := f.objCall(ctx, ref, func(cp proto.Capability, addr string) error {
+			return f.c.rpc.Call(ctx, addr, proto.OpObjSync, &proto.ObjSyncReq{Cap: cp, Obj: ref}, &resp)
+		})
+		if err != nil {
+			return fmt.Errorf("client: sync object %s on OST %d: %w", ref.ID, ref.OST, err)
+		}
+		mu.Lock()
+		verifiers[layout.Object{OST: ref.OST, ID: ref.ID}] = resp.Verifier
+		mu.Unlock()
+		return nil
+	})
+	return verifiers, err
 }
 
 // reportSize tells the MDS the largest end written through this client and
@@ -426,7 +446,7 @@ func (f *File) reportSize(ctx context.Context, sync bool) error {
 		return nil
 	}
 	w := in.writerLocked(f)
-	req := proto.SetSizeReq{Ino: f.ino, Handle: w.handle, Size: uint64(in.writeEnd), Mtime: in.lastWrite, Sync: sync}
+	req := proto.SetSizeReq{Ino: f.ino, Handle: w.handle, Size: uint64(in.writeEnd), Mtime: in.lastWrite, Sync: sync, Epoch: in.epoch}
 	wasUnreported, wasUnsynced := in.unreported, in.unsynced
 	in.unreported = false
 	if sync {
@@ -453,13 +473,13 @@ func (f *File) reportSize(ctx context.Context, sync bool) error {
 func (f *File) Close() error {
 	f.once.Do(func() {
 		in := f.in
-		err := in.flushAll()
+		err := in.flushAll() // a deferred write error not reported yet
 		in.mu.Lock()
 		// Only a handle open for writing reports writes; one is open
 		// while any are unreported, since only such handles write.
 		req := proto.CloseReq{Session: f.session, Ino: f.ino, Handle: f.handle}
 		if f.canWrite() && in.unreported {
-			req.Wrote, req.Size, req.Mtime = true, uint64(in.writeEnd), in.lastWrite
+			req.Wrote, req.Size, req.Mtime, req.Epoch = true, uint64(in.writeEnd), in.lastWrite, in.epoch
 			in.unreported = false
 		}
 		in.mu.Unlock()
@@ -494,20 +514,55 @@ func (f *File) capability(ctx context.Context, rejected *proto.Capability) (prot
 	if !stale && time.Until(expiry) > margin {
 		return f.cap, nil
 	}
-	var resp proto.GetCapResp
-	req := proto.GetCapReq{Session: f.session, Ino: f.ino, Handle: f.handle}
-	if err := f.c.mdsCall(ctx, f.ino, proto.OpGetCap, &req, &resp); err != nil {
-		return proto.Capability{}, fmt.Errorf("client: refresh capability of %#x: %w", f.ino, err)
+	if _, err := f.refreshLocked(ctx); err != nil {
+		return proto.Capability{}, err
 	}
-	f.cap, f.capIssued = resp.Cap, time.Now()
 	return f.cap, nil
 }
 
+// refresh fetches a new capability with the file's current layout, truncate
+// epoch and size, after an OSS answered ESTALE to rejected (a capability
+// already replaced is not refreshed again). It reports whether the layout
+// changed, in which case requests mapped with the old one must be mapped
+// again.
+func (f *File) refresh(ctx context.Context, rejected proto.Capability) (bool, error) {
+	f.capMu.Lock()
+	defer f.capMu.Unlock()
+	if f.cap.Gen != rejected.Gen || f.cap.Epoch != rejected.Epoch {
+		return f.cap.Gen != rejected.Gen, nil
+	}
+	return f.refreshLocked(ctx)
+}
+
+// refreshLocked asks the MDS for a capability and what goes with it. Call
+// with capMu held.
+func (f *File) refreshLocked(ctx context.Context) (bool, error) {
+	var resp proto.GetCapResp
+	req := proto.GetCapReq{Session: f.session, Ino: f.ino, Handle: f.handle}
+	if err := f.c.mdsCall(ctx, f.ino, proto.OpGetCap, &req, &resp); err != nil {
+		return false, fmt.Errorf("client: refresh capability of %#x: %w", f.ino, err)
+	}
+	oldGen := f.cap.Gen
+	f.cap, f.capIssued = resp.Cap, time.Now()
+	f.in.mu.Lock()
+	changed := f.in.refreshedLocked(&resp.Layout, resp.Cap.Epoch, int64(resp.Attr.Size))
+	f.in.mu.Unlock()
+	return changed || resp.Cap.Gen != oldGen, nil
+}
+
+// errLayoutChanged means an object request was refused because the file's
+// layout changed under it (ESTALE, then a newer layout from the MDS): the
+// caller maps the request again.
+var errLayoutChanged = errors.New("client: the file's layout changed")
+
 // objCall runs one object request with the file's capability against the
 // OSS serving ref's OST. It refreshes the capability once when the OSS finds
-// it expired and retries transport failures twice with a short backoff.
+// it expired, and once when the OSS answers ESTALE (a truncate this client
+// had not heard of: the new epoch goes with the retry; or a new layout:
+// errLayoutChanged), and retries transport failures twice with a short
+// backoff.
 func (f *File) objCall(ctx context.Context, ref proto.ObjRef, call func(cp proto.Capability, addr string) error) error {
-	refreshed := false
+	refreshed, restaled := false, false
 	for attempt := 0; ; attempt++ {
 		cp, err := f.capability(ctx, nil)
 		if err != nil {
@@ -526,6 +581,15 @@ func (f *File) objCall(ctx context.Context, ref proto.ObjRef, call func(cp proto
 			if _, rerr := f.capability(ctx, &cp); rerr != nil {
 				return rerr
 			}
+		case errors.Is(err, syscall.ESTALE) && !restaled:
+			restaled = true
+			changed, rerr := f.refresh(ctx, cp)
+			if rerr != nil {
+				return rerr
+			}
+			if changed || !f.holdsObject(ref) {
+				return errLayoutChanged
+			}
 		case transient(err) && attempt < 2 && ctx.Err() == nil:
 			time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
 		default:
@@ -534,18 +598,33 @@ func (f *File) objCall(ctx context.Context, ref proto.ObjRef, call func(cp proto
 	}
 }
 
-// writeObject writes data at objOff in one object.
-func (f *File) writeObject(ctx context.Context, ref proto.ObjRef, objOff int64, data []byte, sync bool) error {
+// holdsObject reports whether the file's current layout has ref.
+func (f *File) holdsObject(ref proto.ObjRef) bool {
+	f.in.mu.Lock()
+	defer f.in.mu.Unlock()
+	for _, c := range f.in.lay.Components {
+		for _, o := range c.Objects {
+			if o.OST == ref.OST && o.ID == ref.ID {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// writeObject writes data at objOff in one object and returns the OST's
+// write verifier.
+func (f *File) writeObject(ctx context.Context, ref proto.ObjRef, objOff int64, data []byte, sync bool) (uint64, error) {
+	var resp proto.ObjWriteResp
 	err := f.objCall(ctx, ref, func(cp proto.Capability, addr string) error {
 		req := proto.ObjWriteReq{Cap: cp, Obj: ref, Offset: objOff, Sync: sync}
-		var resp proto.ObjWriteResp
 		_, err := f.c.rpc.CallBulk(ctx, addr, proto.OpObjWrite, &req, data, &resp, nil)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("client: write %d bytes at %d of object %s on OST %d: %w", len(data), objOff, ref.ID, ref.OST, err)
+		return 0, fmt.Errorf("client: write %d bytes at %d of object %s on OST %d: %w", len(data), objOff, ref.ID, ref.OST, err)
 	}
-	return nil
+	return resp.Verifier, nil
 }
 
 // readObject reads len(p) bytes at objOff of one object; what the object

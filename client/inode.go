@@ -23,19 +23,42 @@ type inode struct {
 	cond *sync.Cond // broadcast when write-behind chunks complete
 	lay  layout.Layout
 
-	mdsSize    int64 // the size the MDS last reported
-	writeEnd   int64 // the largest end written through this client
-	lastWrite  int64 // unix nanoseconds of the last write
-	unreported bool  // written since the size was last reported to the MDS
-	unsynced   bool  // written since the last fsync
-	sizeStale  bool  // a lock was granted since the MDS last reported the size
-	err        error // the first write error; sticky until the last close
+	mdsSize    int64  // the size the MDS last reported
+	epoch      uint64 // the truncate epoch this client's capabilities name
+	writeEnd   int64  // the largest end written through this client
+	lastWrite  int64  // unix nanoseconds of the last write
+	unreported bool   // written since the size was last reported to the MDS
+	unsynced   bool   // written since the last fsync
+	sizeStale  bool   // a lock was granted since the MDS last reported the size
+	err        error  // the first write error; sticky until the last close
 
 	files map[*File]struct{}
 	wb    writeBehind
-	// written lists the objects written since the last fsync, which must
-	// be synced by the next one.
-	written map[layout.Object]proto.ObjRef
+	// written lists the objects written since the last fsync with the
+	// OST's write verifier at the time, which the next fsync compares.
+	written map[layout.Object]writtenObj
+}
+
+// writtenObj is an object with writes not yet synced.
+type writtenObj struct {
+	ref      proto.ObjRef
+	verifier uint64
+	// mixed: writes since the last sync saw different verifiers (the OST
+	// restarted between them), so earlier ones may be lost whatever the
+	// sync says.
+	mixed bool
+}
+
+// noteWritten records a write to ref that the OST acknowledged with
+// verifier. Call with mu held.
+func (in *inode) noteWritten(ref proto.ObjRef, verifier uint64) {
+	key := layout.Object{OST: ref.OST, ID: ref.ID}
+	w, ok := in.written[key]
+	if ok && w.verifier != verifier {
+		w.mixed = true
+	}
+	w.ref, w.verifier = ref, verifier
+	in.written[key] = w
 }
 
 // size returns what this client knows of the file size: the MDS's size or
@@ -54,23 +77,48 @@ func (c *Client) acquireInode(f *File, resp *proto.OpenResp) *inode {
 			ino:     resp.Attr.Ino,
 			lay:     resp.Layout,
 			mdsSize: int64(resp.Attr.Size),
+			epoch:   resp.Cap.Epoch,
 			files:   map[*File]struct{}{},
-			written: map[layout.Object]proto.ObjRef{},
+			written: map[layout.Object]writtenObj{},
 		}
 		in.cond = sync.NewCond(&in.mu)
 		in.wb.init()
 		c.open[in.ino] = in
 	}
 	in.mu.Lock()
-	if resp.Layout.Gen > in.lay.Gen {
-		in.lay = resp.Layout
-	}
-	// An open's size is fresh from the MDS; this client's unreported writes
-	// are kept in writeEnd.
-	in.mdsSize = int64(resp.Attr.Size)
+	in.refreshedLocked(&resp.Layout, resp.Cap.Epoch, int64(resp.Attr.Size))
 	in.files[f] = struct{}{}
 	in.mu.Unlock()
 	return in
+}
+
+// refreshedLocked takes in what the MDS said of the file (at an open, or a
+// refresh after an OSS's ESTALE): a newer layout, and a newer truncate epoch
+// with the size it left. After a truncate this client had not heard of, only
+// its writes not yet sent count towards the size it reports: what it sent
+// before was cut. It reports whether the layout changed. Call with mu held.
+func (in *inode) refreshedLocked(lay *layout.Layout, epoch uint64, mdsSize int64) bool {
+	changed := lay.Gen > in.lay.Gen
+	if changed {
+		in.lay = *lay
+	}
+	// The MDS size is fresh; this client's unreported writes are kept in
+	// writeEnd.
+	in.mdsSize = mdsSize
+	if epoch > in.epoch {
+		in.epoch = epoch
+		in.writeEnd = 0
+		for _, ch := range in.wb.pending {
+			in.writeEnd = max(in.writeEnd, ch.end())
+		}
+		for ch := range in.wb.inflight {
+			in.writeEnd = max(in.writeEnd, ch.end())
+		}
+		for f := range in.files {
+			f.ra.invalidate(0, layout.EOF)
+		}
+	}
+	return changed
 }
 
 // releaseInode unregisters f; the state is dropped with the last File.
@@ -174,4 +222,13 @@ func (in *inode) recordErr(err error) {
 	if in.err == nil {
 		in.err = err
 	}
+}
+
+// takeErr returns the first write error not reported yet and forgets it: a
+// deferred error (ENOSPC, EIO) is reported once, by the next fsync, flush
+// or close. Call with mu held.
+func (in *inode) takeErr() error {
+	err := in.err
+	in.err = nil
+	return err
 }

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"syscall"
@@ -12,6 +13,15 @@ import (
 
 // maxParallel bounds the object requests one transfer keeps in flight.
 const maxParallel = 32
+
+// maxObjectIO is the most one object request moves: an extent larger than
+// that (a large read or write of a file with large stripes) goes as several
+// requests, since an OSS refuses bulk payloads over oss.MaxRead.
+const maxObjectIO = 4 << 20
+
+// layoutRetries bounds how often a transfer maps itself again after the
+// file's layout changed under it.
+const layoutRetries = 3
 
 // extentPool recycles the extent slices that layout.Map fills, so mapping a
 // request allocates nothing in the steady state.
@@ -24,10 +34,22 @@ func getExtents() *[]layout.Extent  { return extentPool.Get().(*[]layout.Extent)
 func putExtents(s *[]layout.Extent) { *s = (*s)[:0]; extentPool.Put(s) }
 
 // transfer reads p from, or writes p to, file offset off: one request per
-// object extent, run in parallel. Reads fill holes with zeros. sync asks the
-// OSS to make writes durable before replying. Objects written are recorded
-// for the next fsync unless sync.
+// object extent (or per maxObjectIO of it), run in parallel. Reads fill
+// holes with zeros. sync asks the OSS to make writes durable before
+// replying. Objects written are recorded for the next fsync unless sync. A
+// layout that changes under the transfer (ESTALE) is fetched and the
+// transfer mapped again.
 func (f *File) transfer(ctx context.Context, write bool, p []byte, off int64, sync bool) error {
+	for attempt := 0; ; attempt++ {
+		err := f.transferOnce(ctx, write, p, off, sync)
+		if !errors.Is(err, errLayoutChanged) || attempt >= layoutRetries {
+			return err
+		}
+	}
+}
+
+// transferOnce is one attempt of transfer with the layout as it is now.
+func (f *File) transferOnce(ctx context.Context, write bool, p []byte, off int64, sync bool) error {
 	in := f.in
 	in.mu.Lock()
 	lay := in.lay
@@ -55,26 +77,30 @@ func (f *File) transfer(ctx context.Context, write bool, p []byte, off int64, sy
 			return nil
 		}
 		ref := proto.ObjRef{OST: e.Object.OST, ID: e.Object.ID, Stripe: uint32(e.Stripe)}
-		if write {
-			return f.writeObject(ctx, ref, e.ObjOffset, buf, sync)
+		for done := 0; done < len(buf); {
+			piece := buf[done:min(len(buf), done+maxObjectIO)]
+			objOff := e.ObjOffset + int64(done)
+			if write {
+				verifier, err := f.writeObject(ctx, ref, objOff, piece, sync)
+				if err != nil {
+					return err
+				}
+				if !sync && verifier != 0 {
+					in.mu.Lock()
+					in.noteWritten(ref, verifier)
+					in.mu.Unlock()
+				}
+			} else if err := f.readObject(ctx, ref, objOff, piece); err != nil {
+				return err
+			}
+			done += len(piece)
 		}
-		return f.readObject(ctx, ref, e.ObjOffset, buf)
+		return nil
 	}
-	var err error
 	if len(*exts) == 1 {
-		err = one(&(*exts)[0])
-	} else {
-		err = parallel(len(*exts), func(i int) error { return one(&(*exts)[i]) })
+		return one(&(*exts)[0])
 	}
-	if err != nil || !write || sync {
-		return err
-	}
-	in.mu.Lock()
-	for _, e := range *exts {
-		in.written[e.Object] = proto.ObjRef{OST: e.Object.OST, ID: e.Object.ID, Stripe: uint32(e.Stripe)}
-	}
-	in.mu.Unlock()
-	return nil
+	return parallel(len(*exts), func(i int) error { return one(&(*exts)[i]) })
 }
 
 // parallel runs fn(0..n-1) with at most maxParallel running at once and

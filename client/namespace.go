@@ -289,6 +289,16 @@ func (c *Client) Removexattr(ctx context.Context, cred proto.Cred, ino uint64, n
 	return nil
 }
 
+// SyncMeta makes every metadata change the MDS of ino has acknowledged
+// durable (fsync of a directory), whatever its store's background sync
+// interval.
+func (c *Client) SyncMeta(ctx context.Context, ino uint64) error {
+	if err := c.mdsCall(ctx, ino, proto.OpSync, &proto.SyncReq{}, nil); err != nil {
+		return fmt.Errorf("client: sync metadata of %#x: %w", ino, err)
+	}
+	return nil
+}
+
 // Statfs returns filesystem-wide usage.
 func (c *Client) Statfs(ctx context.Context) (proto.StatfsResp, error) {
 	var resp proto.StatfsResp

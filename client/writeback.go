@@ -1,6 +1,7 @@
 package client
 
 import (
+	"errors"
 	"fmt"
 	"syscall"
 	"time"
@@ -220,15 +221,20 @@ func (in *inode) send(ch *chunk, w *File, deps []chan struct{}) {
 	for _, d := range deps {
 		<-d
 	}
-	err := w.writeObject(in.c.bg, ch.ref, ch.objOff, ch.buf, false)
+	verifier, err := w.writeObject(in.c.bg, ch.ref, ch.objOff, ch.buf, false)
+	if errors.Is(err, errLayoutChanged) {
+		// The file was restriped (or released) under the chunk: write
+		// its bytes where the new layout puts them.
+		err = w.transfer(in.c.bg, true, ch.buf, ch.off, false)
+	}
 	n := int64(len(ch.buf))
 	in.mu.Lock()
 	delete(in.wb.inflight, ch)
 	in.wb.dirty -= n
 	if err != nil {
 		in.recordErr(err)
-	} else {
-		in.written[layout.Object{OST: ch.ref.OST, ID: ch.ref.ID}] = ch.ref
+	} else if verifier != 0 {
+		in.noteWritten(ch.ref, verifier)
 	}
 	in.cond.Broadcast()
 	in.mu.Unlock()
@@ -263,7 +269,7 @@ func (in *inode) flushRange(off, end int64) {
 }
 
 // flushAll sends every pending chunk, waits for all chunks in flight and
-// returns the first write error.
+// returns the first write error not reported yet (see takeErr).
 func (in *inode) flushAll() error {
 	in.mu.Lock()
 	in.issueAllLocked()
@@ -277,7 +283,7 @@ func (in *inode) flushAll() error {
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return in.err
+	return in.takeErr()
 }
 
 // invalidateLocked drops what every open File of the inode read ahead in

@@ -59,6 +59,12 @@ type queuedDestroy struct {
 // It returns how many entries finished and how many are left.
 func (s *Service) drainDestroyQueue(ctx context.Context) (done, left int, err error) {
 	start, end := s.keys.destroyRange()
+	// Destroys on the OSTs are durable and final: the unlinks that queued
+	// them must be durable first, or a crash could bring back a file
+	// whose objects are gone.
+	if err := s.db.Sync(ctx); err != nil {
+		return 0, 0, fmt.Errorf("mds: sync before destroying objects: %w", err)
+	}
 	for {
 		var page []queuedDestroy
 		err := s.view(ctx, func(t *mtx) error {
@@ -117,7 +123,7 @@ func (s *Service) destroyObjects(ctx context.Context, ino uint64, objs []proto.O
 		}
 		byAddr[addr] = append(byAddr[addr], o)
 	}
-	capab := s.capability(ino, proto.RightWrite)
+	capab := s.capability(ino, proto.RightWrite, 0, 0)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for addr, batch := range byAddr {
@@ -295,10 +301,11 @@ func (s *Service) runOrphanReaper(ctx context.Context) {
 }
 
 // Background runs the service's housekeeping until ctx ends: the destroy
-// worker, the session lease reaper and the orphan reaper.
+// worker, the session lease reaper, the orphan reaper and the recovery of
+// truncates a crash interrupted.
 func (s *Service) Background(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, f := range []func(context.Context){s.runDestroyWorker, s.runLeaseReaper, s.runOrphanReaper} {
+	for _, f := range []func(context.Context){s.runDestroyWorker, s.runLeaseReaper, s.runOrphanReaper, s.runTruncateRecovery} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -317,5 +324,23 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 		return false
 	case <-t.C:
 		return true
+	}
+}
+
+// runTruncateRecovery finishes the truncates a crash interrupted, retrying
+// every destroyRetry while some cannot finish (an OSS is down).
+func (s *Service) runTruncateRecovery(ctx context.Context) {
+	for {
+		n, err := s.recoverTruncates(ctx)
+		if n > 0 {
+			s.log.Info("mds: finished interrupted truncates", "count", n)
+		}
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("mds: interrupted truncate not finished yet", "err", err)
+		if !sleepCtx(ctx, destroyRetry) {
+			return
+		}
 	}
 }

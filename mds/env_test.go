@@ -40,9 +40,10 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 // punchCall is one recorded ObjectIO.Punch.
 type punchCall struct {
-	Addr string
-	Obj  proto.ObjRef
-	Size int64
+	Addr  string
+	Obj   proto.ObjRef
+	Size  int64
+	Epoch uint64 // the capability's truncate epoch
 }
 
 // fakeIO records object operations and fails them on demand.
@@ -52,6 +53,10 @@ type fakeIO struct {
 	destroyed []proto.ObjRef
 	fail      error
 	secret    []byte
+	// punchesLeft, when positive, is how many more punches succeed
+	// before every punch fails with EIO (a crash in the middle of a
+	// truncate); 0 means no limit.
+	punchesLeft int
 }
 
 func (f *fakeIO) Punch(_ context.Context, addr string, c proto.Capability, obj proto.ObjRef, size int64) error {
@@ -63,7 +68,13 @@ func (f *fakeIO) Punch(_ context.Context, addr string, c proto.Capability, obj p
 	if f.fail != nil {
 		return f.fail
 	}
-	f.punches = append(f.punches, punchCall{Addr: addr, Obj: obj, Size: size})
+	if f.punchesLeft > 0 {
+		if f.punchesLeft == 1 {
+			f.fail = syscall.EIO
+		}
+		f.punchesLeft--
+	}
+	f.punches = append(f.punches, punchCall{Addr: addr, Obj: obj, Size: size, Epoch: c.Epoch})
 	return nil
 }
 

@@ -28,9 +28,20 @@ func openRights(flags uint32) (rights uint8, mask uint32, err error) {
 	return rights, mask, nil
 }
 
-// capability signs a capability for ino valid for capabilityTTL.
-func (s *Service) capability(ino uint64, rights uint8) proto.Capability {
-	return proto.SignCapability(s.secret, ino, rights, s.now().Add(capabilityTTL))
+// capability signs a capability for ino valid for capabilityTTL, naming
+// the layout generation and truncate epoch its holder knows.
+func (s *Service) capability(ino uint64, rights uint8, gen uint32, epoch uint64) proto.Capability {
+	return proto.Capability{Ino: ino, Rights: rights, Expiry: s.now().Add(capabilityTTL).UnixNano(),
+		Gen: gen, Epoch: epoch}.Signed(s.secret)
+}
+
+// capabilityOf signs a capability for in as it is now.
+func (s *Service) capabilityOf(in *inode, rights uint8) proto.Capability {
+	var gen uint32
+	if in.Layout != nil {
+		gen = in.Layout.Gen
+	}
+	return s.capability(in.Ino, rights, gen, in.TruncEpoch)
 }
 
 // Create creates a regular file in Parent and opens it. If the name exists,
@@ -65,6 +76,7 @@ func (s *Service) Create(ctx context.Context, req *proto.CreateReq) (*proto.Open
 	var existing uint64
 	err = s.updateIn(ctx, []uint64{req.Parent}, func(t *mtx) error {
 		existing = 0
+		resp = proto.OpenResp{}
 		if d, ok, err := t.lookup(req.Parent, req.Name); err != nil {
 			return err
 		} else if ok {
@@ -82,6 +94,7 @@ func (s *Service) Create(ctx context.Context, req *proto.CreateReq) (*proto.Open
 			return err
 		}
 		resp.Attr, resp.Layout = in.attr(), *in.Layout
+		resp.Cap = s.capabilityOf(in, rights)
 		return nil
 	})
 	if err != nil || existing != 0 {
@@ -94,7 +107,6 @@ func (s *Service) Create(ctx context.Context, req *proto.CreateReq) (*proto.Open
 		return s.Open(ctx, &proto.OpenReq{Cred: req.Cred, Session: req.Session, Ino: existing, Flags: req.Flags, KillPrivs: req.KillPrivs})
 	}
 	resp.Handle = h.id
-	resp.Cap = s.capability(ino, rights)
 	return &resp, nil
 }
 
@@ -125,6 +137,7 @@ func (s *Service) Open(ctx context.Context, req *proto.OpenReq) (*proto.OpenResp
 			return err
 		}
 		resp.Attr, resp.Layout = in.attr(), *in.Layout
+		resp.Cap = s.capabilityOf(in, rights)
 		return nil
 	})
 	gate.RUnlock()
@@ -138,6 +151,7 @@ func (s *Service) Open(ctx context.Context, req *proto.OpenReq) (*proto.OpenResp
 		in, err = s.setattr(ctx, &proto.SetattrReq{Cred: req.Cred, Ino: req.Ino, Handle: h.id, Valid: valid}, true)
 		if err == nil {
 			resp.Attr, resp.Layout = in.attr(), *in.Layout
+			resp.Cap = s.capabilityOf(in, rights)
 		}
 	}
 	if err != nil {
@@ -147,7 +161,6 @@ func (s *Service) Open(ctx context.Context, req *proto.OpenReq) (*proto.OpenResp
 		return nil, err
 	}
 	resp.Handle = h.id
-	resp.Cap = s.capability(req.Ino, rights)
 	return &resp, nil
 }
 
@@ -223,7 +236,7 @@ func (s *Service) release(ctx context.Context, id uint64, w *proto.CloseReq) (pr
 			return err
 		}
 		if wrote {
-			t.mergeWrite(in, w.Size, w.Mtime, h.uid)
+			t.mergeWrite(in, w.Size, w.Mtime, h.uid, w.Epoch)
 		}
 		attr = in.attr()
 		if left == 0 && in.Nlink == 0 {
@@ -259,11 +272,15 @@ func (s *Service) attrAtRelease(ctx context.Context, ino uint64) (proto.Attr, bo
 }
 
 // mergeWrite records data a client wrote: size becomes the maximum of the
-// MDS size and the writer's, mtime the writer's last write (or now), and
-// the data version advances. A write by an unprivileged opener clears the
-// set-id bits.
-func (t *mtx) mergeWrite(in *inode, size uint64, mtime int64, uid uint32) {
-	in.Size = max(in.Size, size)
+// MDS size and the writer's, unless the writer's size belongs to an older
+// truncate epoch (it was written before a truncate cut the file, and must
+// not bring the old size back); mtime becomes the writer's last write (or
+// now), and the data version advances. A write by an unprivileged opener
+// clears the set-id bits.
+func (t *mtx) mergeWrite(in *inode, size uint64, mtime int64, uid uint32, epoch uint64) {
+	if epoch >= in.TruncEpoch {
+		in.Size = max(in.Size, size)
+	}
 	if mtime <= 0 {
 		mtime = t.now
 	}
@@ -291,7 +308,7 @@ func (s *Service) SetSize(ctx context.Context, req *proto.SetSizeReq) (*proto.At
 		if err != nil {
 			return err
 		}
-		t.mergeWrite(in, req.Size, req.Mtime, h.uid)
+		t.mergeWrite(in, req.Size, req.Mtime, h.uid, req.Epoch)
 		attr = in.attr()
 		return nil
 	})
@@ -339,7 +356,7 @@ func (s *Service) Append(ctx context.Context, req *proto.AppendReq) (*proto.Appe
 		if in.Size > math.MaxInt64-req.Len {
 			return fmt.Errorf("mds: append of %d bytes at %d to %#x: %w", req.Len, in.Size, in.Ino, syscall.EFBIG)
 		}
-		t.mergeWrite(in, in.Size+req.Len, 0, h.uid)
+		t.mergeWrite(in, in.Size+req.Len, 0, h.uid, in.TruncEpoch)
 		return nil
 	})
 	if err != nil {
@@ -348,7 +365,10 @@ func (s *Service) Append(ctx context.Context, req *proto.AppendReq) (*proto.Appe
 	return &resp, nil
 }
 
-// GetCap returns a fresh capability for an open handle.
+// GetCap returns a fresh capability for an open handle, with the file's
+// current attributes and layout. It waits for a truncate of the file in
+// progress (and finishes one a crash interrupted), so that a client sent
+// here by an OSS's ESTALE learns the epoch and size the truncate set.
 func (s *Service) GetCap(ctx context.Context, req *proto.GetCapReq) (*proto.GetCapResp, error) {
 	h, err := s.open.get(req.Handle, req.Ino)
 	if err != nil {
@@ -357,5 +377,35 @@ func (s *Service) GetCap(ctx context.Context, req *proto.GetCapReq) (*proto.GetC
 	if req.Session != 0 && h.session != req.Session {
 		return nil, fmt.Errorf("mds: capability for handle %#x of another session: %w", req.Handle, syscall.EBADF)
 	}
-	return &proto.GetCapResp{Cap: s.capability(h.ino, h.rights)}, nil
+	mu := s.truncMu.of(h.ino)
+	mu.Lock()
+	defer mu.Unlock()
+	if err := s.finishTruncate(ctx, h.ino); err != nil {
+		return nil, err
+	}
+	var resp proto.GetCapResp
+	err = s.view(ctx, func(t *mtx) error {
+		in, err := t.inode(h.ino)
+		if err != nil {
+			return err
+		}
+		if err := checkOpenable(in); err != nil {
+			return err
+		}
+		resp = proto.GetCapResp{Cap: s.capabilityOf(in, h.rights), Attr: in.attr(), Layout: *in.Layout}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+// Sync makes every metadata change committed so far durable (fsync of a
+// directory, whatever the store's background sync interval).
+func (s *Service) Sync(ctx context.Context, _ *proto.SyncReq) error {
+	if err := s.db.Sync(ctx); err != nil {
+		return fmt.Errorf("mds: sync metadata: %w", err)
+	}
+	return nil
 }

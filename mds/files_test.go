@@ -319,3 +319,83 @@ func testLayouts(t *testing.T, open opener) {
 	e.heartbeat()
 	e.create(root, RootIno, "somewhere", 0o644)
 }
+
+// testTruncateCrash interrupts a truncate after it cut one object, as a
+// crash between the punches and the commit would: the size must not stay
+// at the old value over cut objects. A restarted MDS finishes the truncate,
+// and a size report from before it (an older epoch) cannot undo it.
+func testTruncateCrash(t *testing.T, open opener) {
+	e := newEnv(t, open)
+	spec := layout.Spec{Components: []layout.ComponentSpec{{StripeCount: 4, StripeSize: 64 << 10, StripeOffset: -1}}}
+	r, err := e.s.Create(e.ctx, &proto.CreateReq{Cred: root, Session: e.session, Parent: RootIno, Name: "f",
+		Flags: syscall.O_RDWR | syscall.O_CREAT, Mode: 0o644, Layout: spec})
+	e.must(err)
+	ino := r.Attr.Ino
+	_, err = e.s.SetSize(e.ctx, &proto.SetSizeReq{Ino: ino, Handle: r.Handle, Size: 1 << 20})
+	e.must(err)
+	if r.Cap.Epoch != 0 {
+		t.Fatalf("a new file's capability has epoch %d", r.Cap.Epoch)
+	}
+
+	const size = 100 << 10
+	e.io.mu.Lock()
+	e.io.punchesLeft = 1
+	e.io.mu.Unlock()
+	_, err = e.s.Setattr(e.ctx, &proto.SetattrReq{Cred: root, Ino: ino, Valid: proto.SetSize, Size: size})
+	wantErrno(t, err, syscall.EIO)
+	if p := e.io.takePunches(); len(p) != 1 || p[0].Epoch != 1 {
+		t.Fatalf("punches before the crash: %+v, want one at epoch 1", p)
+	}
+
+	e.io.setFail(nil)
+	e.restart()
+	n, err := e.s.recoverTruncates(e.ctx)
+	e.must(err)
+	if n != 1 {
+		t.Fatalf("recovered %d truncates, want 1", n)
+	}
+	got := map[uint32]int64{}
+	for _, p := range e.io.takePunches() {
+		if p.Epoch != 1 {
+			t.Fatalf("recovery punched at epoch %d, want 1", p.Epoch)
+		}
+		got[p.Obj.ID.Seq] = p.Size
+	}
+	for _, p := range r.Layout.TruncatePoints(size, nil) {
+		if got[p.Object.ID.Seq] != p.Size {
+			t.Fatalf("object %d punched to %d after recovery, want %d", p.Object.ID.Seq, got[p.Object.ID.Seq], p.Size)
+		}
+	}
+	if a := e.getattr(ino); a.Size != size {
+		t.Fatalf("size %d after the interrupted truncate finished, want %d", a.Size, size)
+	}
+	if n, err := e.s.recoverTruncates(e.ctx); err != nil || n != 0 {
+		t.Fatalf("second recovery pass: %d %v", n, err)
+	}
+
+	// A writer that learnt of the truncate reports at the new epoch; one
+	// that did not cannot bring the old size back.
+	w, err := e.s.Open(e.ctx, &proto.OpenReq{Cred: root, Session: e.session, Ino: ino, Flags: syscall.O_WRONLY})
+	e.must(err)
+	if w.Cap.Epoch != 1 {
+		t.Fatalf("capability after the truncate has epoch %d, want 1", w.Cap.Epoch)
+	}
+	a, err := e.s.SetSize(e.ctx, &proto.SetSizeReq{Ino: ino, Handle: w.Handle, Size: 1 << 20, Epoch: 0})
+	e.must(err)
+	if a.Attr.Size != size {
+		t.Fatalf("a size from before the truncate made the file %d bytes", a.Attr.Size)
+	}
+	a, err = e.s.SetSize(e.ctx, &proto.SetSizeReq{Ino: ino, Handle: w.Handle, Size: 200 << 10, Epoch: 1})
+	e.must(err)
+	if a.Attr.Size != 200<<10 {
+		t.Fatalf("a size at the current epoch was not merged: %d", a.Attr.Size)
+	}
+	// The capability an ESTALE sends a client for names the epoch.
+	gc, err := e.s.GetCap(e.ctx, &proto.GetCapReq{Session: e.session, Ino: ino, Handle: w.Handle})
+	e.must(err)
+	if gc.Cap.Epoch != 1 || gc.Attr.Size != 200<<10 || len(gc.Layout.Components) != 1 {
+		t.Fatalf("GetCap after truncate: epoch %d size %d layout %+v", gc.Cap.Epoch, gc.Attr.Size, gc.Layout)
+	}
+	_, err = e.s.Close(e.ctx, &proto.CloseReq{Session: e.session, Ino: ino, Handle: w.Handle})
+	e.must(err)
+}

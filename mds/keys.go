@@ -38,6 +38,11 @@ import (
 //	                                 delete; seq is the smallest object
 //	                                 sequence in the batch, unique per file
 //	                                 because sequences are never reused
+//	P 'T' ino(u64)                -> truncateRecord: a truncate whose
+//	                                 objects are being punched; the size is
+//	                                 committed (and the record deleted) only
+//	                                 once every object is cut, and an MDS
+//	                                 finishes records a crash left behind
 //	P 'L'                         -> i64 BE unix nanoseconds: the rename
 //	                                 lock (Lustre's big rename lock), written
 //	                                 by every move of a directory to another
@@ -65,6 +70,7 @@ const (
 	tagDestroy  = 'Q'
 	tagRegistry = 'R'
 	tagRenameLk = 'L'
+	tagTruncate = 'T'
 	tagFS       = 'F'
 )
 
@@ -135,6 +141,23 @@ func (k keys) mdt(index uint32) []byte {
 
 // mdtRange covers every MDT record.
 func (k keys) mdtRange() ([]byte, []byte) { return rangeOf(k.tagged(tagMDT, 0)) }
+
+// truncate is the key of a truncate in progress.
+func (k keys) truncate(ino uint64) []byte {
+	return binary.BigEndian.AppendUint64(k.tagged(tagTruncate, 8), ino)
+}
+
+// truncateRange covers every truncate in progress.
+func (k keys) truncateRange() ([]byte, []byte) { return rangeOf(k.tagged(tagTruncate, 0)) }
+
+// truncateIno returns the inode a truncate key names.
+func (k keys) truncateIno(key []byte) (uint64, error) {
+	n := len(k.prefix) + 1
+	if len(key) != n+8 || key[len(k.prefix)] != tagTruncate {
+		return 0, fmt.Errorf("mds: bad truncate key %q", key)
+	}
+	return binary.BigEndian.Uint64(key[n:]), nil
+}
 
 // renameLock is the key every cross-directory move of a directory writes.
 func (k keys) renameLock() []byte { return k.tagged(tagRenameLk, 0) }

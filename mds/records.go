@@ -72,9 +72,20 @@ type inode struct {
 	Layout      *layout.Layout `msgpack:"l,omitempty"`
 	NextObjSeq  uint32         `msgpack:"q,omitempty"` // next object sequence to hand out
 	DataVersion uint64         `msgpack:"v,omitempty"`
+	// TruncEpoch counts the truncates that cut objects; capabilities carry
+	// it, objects remember the epoch that last cut them, and sizes reported
+	// from an older epoch are not merged (see truncate.go).
+	TruncEpoch uint64 `msgpack:"e,omitempty"`
 
 	// Symbolic links.
 	Target string `msgpack:"T,omitempty"`
+}
+
+// truncateRecord is a truncate in progress: the size it sets and the epoch
+// its punches carry.
+type truncateRecord struct {
+	Size  uint64 `msgpack:"s"`
+	Epoch uint64 `msgpack:"e"`
 }
 
 // orphanRecord marks a file whose last link went while it was open.

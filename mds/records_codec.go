@@ -28,7 +28,8 @@ func (in *inode) EncodeMsgpack(e *msgpack.Encoder) error {
 	hasDirLayout := in.DirLayout != nil && !in.DirLayout.IsZero()
 	n := 7 // mode, uid, gid, nlink and the three times are always present
 	for _, present := range [...]bool{in.Size != 0, in.Rdev != 0, in.Flags != 0, len(in.ACL) > 0, in.Parent != 0,
-		hasDirLayout, len(in.DefACL) > 0, in.Layout != nil, in.NextObjSeq != 0, in.DataVersion != 0, in.Target != ""} {
+		hasDirLayout, len(in.DefACL) > 0, in.Layout != nil, in.NextObjSeq != 0, in.DataVersion != 0, in.TruncEpoch != 0,
+		in.Target != ""} {
 		if present {
 			n++
 		}
@@ -71,6 +72,9 @@ func (in *inode) EncodeMsgpack(e *msgpack.Encoder) error {
 	}
 	if in.DataVersion != 0 {
 		w.uint64("v", in.DataVersion)
+	}
+	if in.TruncEpoch != 0 {
+		w.uint64("e", in.TruncEpoch)
 	}
 	if in.Target != "" {
 		w.key("T")
@@ -174,6 +178,8 @@ func (in *inode) decodeFields(d *msgpack.Decoder, skipLayout bool) error {
 			in.NextObjSeq, err = d.DecodeUint32()
 		case "v":
 			in.DataVersion, err = d.DecodeUint64()
+		case "e":
+			in.TruncEpoch, err = d.DecodeUint64()
 		case "T":
 			in.Target, err = d.DecodeString()
 		default:

@@ -154,6 +154,7 @@ func (s *Service) Register(srv *rpc.Server) {
 	serve(srv, proto.OpSetSize, s.SetSize)
 	serve(srv, proto.OpGetCap, s.GetCap)
 	serve(srv, proto.OpAppend, s.Append)
+	serveEmpty(srv, proto.OpSync, s.Sync)
 
 	serve(srv, proto.OpGetxattr, s.Getxattr)
 	serveEmpty(srv, proto.OpSetxattr, s.Setxattr)

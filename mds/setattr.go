@@ -4,15 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sync"
 	"syscall"
 
-	"github.com/stratafs/strata/layout"
 	"github.com/stratafs/strata/proto"
 )
-
-// punchParallel bounds the object punches of one truncate in flight.
-const punchParallel = 16
 
 // Setattr changes attributes, enforcing who may change what: chmod by the
 // owner or root (dropping setgid for a caller outside the file's group,
@@ -52,30 +47,7 @@ func (s *Service) setattr(ctx context.Context, req *proto.SetattrReq, trusted bo
 		mu := s.truncMu.of(req.Ino)
 		mu.Lock()
 		defer mu.Unlock()
-		// Check before touching any object, then punch, then commit
-		// (checking again: the inode may have changed meanwhile).
-		var lay *layout.Layout
-		var punch bool
-		err := s.view(ctx, func(t *mtx) error {
-			in, err := t.inode(req.Ino)
-			if err != nil {
-				return err
-			}
-			// A file never written and never reported holds no data
-			// unless a writer has it open.
-			lay = in.Layout
-			punch = in.Size != 0 || in.DataVersion != 0 || s.open.otherWriters(in.Ino, req.Handle) > 0
-			_, err = s.applySetattr(t, req, viaHandle)
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-		if punch {
-			if err := s.punch(ctx, req.Ino, lay, int64(req.Size)); err != nil {
-				return nil, err
-			}
-		}
+		return s.truncate(ctx, req, viaHandle)
 	}
 	var out *inode
 	err := s.updateInode(ctx, req.Ino, func(t *mtx) error {
@@ -169,41 +141,4 @@ func (s *Service) applySetattr(t *mtx, req *proto.SetattrReq, viaHandle bool) (*
 		in.Ctime = req.Ctime
 	}
 	return in, nil
-}
-
-// punch truncates every object of a layout to the size a file of size
-// implies, in parallel, and fails if any punch fails.
-func (s *Service) punch(ctx context.Context, ino uint64, lay *layout.Layout, size int64) error {
-	if lay == nil {
-		return nil
-	}
-	points := lay.TruncatePoints(size, nil)
-	capab := s.capability(ino, proto.RightWrite)
-	errs := make([]error, len(points))
-	sem := make(chan struct{}, punchParallel)
-	var wg sync.WaitGroup
-	for i, p := range points {
-		addr, err := s.targets.addr(p.Object.OST)
-		if err != nil {
-			errs[i] = err
-			continue
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			obj := proto.ObjRef{OST: p.Object.OST, ID: p.Object.ID, Stripe: uint32(p.Stripe)}
-			if err := s.io.Punch(ctx, addr, capab, obj, p.Size); err != nil {
-				errs[i] = fmt.Errorf("mds: truncate %#x: punch %v on OST %d to %d: %w", ino, p.Object.ID, p.Object.OST, p.Size, err)
-			}
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }

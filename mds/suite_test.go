@@ -40,6 +40,7 @@ var suite = []struct {
 	{"Open", testOpen},
 	{"Truncate", testTruncate},
 	{"TruncateTimes", testTruncateTimes},
+	{"TruncateCrash", testTruncateCrash},
 	{"SizeMerge", testSizeMerge},
 	{"Append", testAppend},
 	{"Layouts", testLayouts},

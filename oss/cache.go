@@ -30,6 +30,12 @@ type handle struct {
 	// durable (its fan-out directory was fsynced after this handle was
 	// opened), so a sync never leaves a durable file that a crash unlinks.
 	dirSynced atomic.Bool
+
+	// gen and epoch are the object's VersionXattr, read when the handle
+	// is opened and raised by punches, which hold the object's lock only
+	// shared: hence atomics.
+	gen   atomic.Uint32
+	epoch atomic.Uint64
 }
 
 // handleCache is a bounded LRU cache of open object files, so a stream of

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // Names inside an OST directory.
@@ -53,6 +55,11 @@ type OST struct {
 	handles *handleCache
 	flush   *flusher                   // closes what leaves the cache
 	shards  [objectShards]sync.RWMutex // see shardOf
+	tomb    *tombstones                // objects destroyed lately
+
+	// verifier is the write verifier (proto.ObjWriteResp): the storage's
+	// boot id and the OST's UUID, hashed.
+	verifier uint64
 
 	stats ostCounters
 }
@@ -123,6 +130,14 @@ func OpenOST(dir string, opts ...OSTOption) (*OST, error) {
 		lock.Close()
 		return nil, fmt.Errorf("oss: open OST %s: %w", dir, err)
 	}
+	if o.tomb, err = openTombstones(o.fs, dir, time.Now()); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	h := fnv.New64a()
+	h.Write([]byte(o.fs.BootID()))
+	h.Write([]byte(o.UUID()))
+	o.verifier = h.Sum64()
 	o.log = o.log.With("ost", dir)
 	o.flush = newFlusher(o.log)
 	return o, nil
@@ -270,6 +285,9 @@ func (o *OST) Close() error {
 		return nil
 	}
 	err := o.closeHandles()
+	if cerr := o.tomb.close(); err == nil {
+		err = cerr
+	}
 	if cerr := o.lock.Close(); err == nil {
 		err = cerr
 	}

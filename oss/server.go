@@ -229,6 +229,8 @@ func (s *Server) registerHandlers() {
 	route(s, proto.OpObjGetattr, s.objGetattr)
 	route(s, proto.OpObjDestroy, s.objDestroy)
 	route(s, proto.OpOSTStatfs, s.ostStatfs)
+	route(s, proto.OpObjFalloc, s.objFallocate)
+	route(s, proto.OpObjCopy, s.objCopy)
 }
 
 // route registers fn for op, decoding the request body into a Req first.
@@ -280,16 +282,52 @@ func (s *Server) checkCap(op string, c *proto.Capability, obj proto.ObjRef, want
 
 func objectOf(ref proto.ObjRef) Object { return Object{ID: ref.ID, Stripe: ref.Stripe} }
 
+// accessOf is what a capability says its holder knows of the file.
+func accessOf(c *proto.Capability) Access { return Access{Gen: c.Gen, Epoch: c.Epoch} }
+
 func (s *Server) objWrite(req *proto.ObjWriteReq, r *rpc.Request) (*rpc.Reply, error) {
 	o, err := s.authorize("write", &req.Cap, req.Obj, proto.RightWrite)
 	if err != nil {
 		return nil, err
 	}
-	size, err := o.Write(objectOf(req.Obj), req.Offset, r.Bulk, req.Sync)
+	size, err := o.Write(objectOf(req.Obj), req.Offset, r.Bulk, req.Sync, accessOf(&req.Cap))
 	if err != nil {
 		return nil, err
 	}
-	return &rpc.Reply{Body: &proto.ObjWriteResp{Size: size}}, nil
+	return &rpc.Reply{Body: &proto.ObjWriteResp{Size: size, Verifier: o.Verifier()}}, nil
+}
+
+func (s *Server) objFallocate(req *proto.ObjFallocateReq, _ *rpc.Request) (*rpc.Reply, error) {
+	o, err := s.authorize("fallocate", &req.Cap, req.Obj, proto.RightWrite)
+	if err != nil {
+		return nil, err
+	}
+	size, err := o.Fallocate(objectOf(req.Obj), req.Mode, req.Offset, req.Length, accessOf(&req.Cap))
+	if err != nil {
+		return nil, err
+	}
+	return &rpc.Reply{Body: &proto.ObjWriteResp{Size: size, Verifier: o.Verifier()}}, nil
+}
+
+// objCopy copies between two objects of one OST: the source needs a
+// capability to read its file, the destination one to write its own.
+func (s *Server) objCopy(req *proto.ObjCopyReq, _ *rpc.Request) (*rpc.Reply, error) {
+	if req.Src.OST != req.Dst.OST {
+		s.stats.badRequests.Add(1)
+		return nil, fmt.Errorf("oss: copy %s to %s across OSTs: %w", req.Src.ID, req.Dst.ID, syscall.EXDEV)
+	}
+	if err := s.checkCap("copy", &req.SrcCap, req.Src, proto.RightRead); err != nil {
+		return nil, err
+	}
+	o, err := s.authorize("copy", &req.Cap, req.Dst, proto.RightWrite)
+	if err != nil {
+		return nil, err
+	}
+	n, _, err := o.Copy(objectOf(req.Src), req.SrcOffset, accessOf(&req.SrcCap), objectOf(req.Dst), req.DstOffset, req.Length, accessOf(&req.Cap))
+	if err != nil {
+		return nil, err
+	}
+	return &rpc.Reply{Body: &proto.ObjCopyResp{Copied: n, Verifier: o.Verifier()}}, nil
 }
 
 func (s *Server) objRead(req *proto.ObjReadReq, _ *rpc.Request) (*rpc.Reply, error) {
@@ -301,7 +339,7 @@ func (s *Server) objRead(req *proto.ObjReadReq, _ *rpc.Request) (*rpc.Reply, err
 		return nil, fmt.Errorf("oss: read %s: length %d: %w", req.Obj.ID, req.Length, syscall.EINVAL)
 	}
 	buf := s.bufs.get(int(req.Length))
-	n, size, err := o.Read(req.Obj.ID, req.Offset, *buf)
+	n, size, err := o.Read(req.Obj.ID, req.Offset, *buf, accessOf(&req.Cap))
 	if err != nil {
 		s.bufs.put(buf)
 		return nil, err
@@ -318,7 +356,7 @@ func (s *Server) objPunch(req *proto.ObjPunchReq, _ *rpc.Request) (*rpc.Reply, e
 	if err != nil {
 		return nil, err
 	}
-	return nil, o.Punch(objectOf(req.Obj), req.Size)
+	return nil, o.Punch(objectOf(req.Obj), req.Size, accessOf(&req.Cap))
 }
 
 func (s *Server) objSync(req *proto.ObjSyncReq, _ *rpc.Request) (*rpc.Reply, error) {
@@ -326,7 +364,10 @@ func (s *Server) objSync(req *proto.ObjSyncReq, _ *rpc.Request) (*rpc.Reply, err
 	if err != nil {
 		return nil, err
 	}
-	return nil, o.Sync(req.Obj.ID)
+	if err := o.Sync(req.Obj.ID); err != nil {
+		return nil, err
+	}
+	return &rpc.Reply{Body: &proto.ObjSyncResp{Verifier: o.Verifier()}}, nil
 }
 
 func (s *Server) objGetattr(req *proto.ObjGetattrReq, _ *rpc.Request) (*rpc.Reply, error) {

@@ -11,8 +11,12 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/stratafs/strata/layout"
+	"github.com/stratafs/strata/proto"
 )
 
 // MaxRead is the largest read an OST serves in one request.
@@ -21,6 +25,34 @@ const MaxRead = 16 << 20
 // OwnerXattr is the extended attribute recording an object's owner, as
 // "ino:seq:stripe" in decimal (see Object.Owner and ParseOwner).
 const OwnerXattr = "user.strata.owner"
+
+// VersionXattr records, as "gen:epoch" in decimal, the layout generation an
+// object was created for and the truncate epoch of the last punch; absent
+// means 0:0.
+const VersionXattr = "user.strata.version"
+
+// ErrStale is what I/O gets for an object that was destroyed, that belongs
+// to a newer layout than the capability names, or (writes) that a newer
+// truncate cut: the client must fetch the file's current layout and epoch.
+var ErrStale = fmt.Errorf("oss: object destroyed or changed since the capability was issued: %w", syscall.ESTALE)
+
+// Access is what a request's capability says its holder knows of the file:
+// the layout generation and the truncate epoch (see proto.Capability).
+type Access struct {
+	Gen   uint32
+	Epoch uint64
+}
+
+// objMode says what an operation does to an object.
+type objMode int
+
+const (
+	// readOnly uses an existing object; a missing one is left missing.
+	readOnly objMode = iota
+	// update changes an existing object, creating it if missing; the
+	// truncate epoch must not be newer than the request's.
+	update
+)
 
 // Object locks are striped over 1<<objectShardBits mutexes.
 const (
@@ -83,7 +115,7 @@ type Usage struct {
 // owner) if it does not exist. With sync the data is durable before Write
 // returns; otherwise it is at least in the page cache. It returns the
 // object's size after the write.
-func (o *OST) Write(obj Object, off int64, data []byte, sync bool) (int64, error) {
+func (o *OST) Write(obj Object, off int64, data []byte, sync bool, acc Access) (int64, error) {
 	o.stats.writes.Add(1)
 	if off < 0 {
 		return 0, o.fail(fmt.Errorf("oss: write %s: offset %d: %w", obj.ID, off, syscall.EINVAL))
@@ -92,7 +124,7 @@ func (o *OST) Write(obj Object, off int64, data []byte, sync bool) (int64, error
 		return 0, o.fail(fmt.Errorf("oss: write %s: offset %d: %w", obj.ID, off, syscall.EFBIG))
 	}
 	var size int64
-	_, err := o.withObject(obj, true, func(h *handle) error {
+	_, err := o.withObject(obj, update, &acc, func(h *handle) error {
 		if _, err := h.f.WriteAt(data, off); err != nil {
 			return err
 		}
@@ -114,14 +146,14 @@ func (o *OST) Write(obj Object, off int64, data []byte, sync bool) (int64, error
 }
 
 // Read reads up to len(buf) bytes at off. It returns the bytes read (fewer
-// at the object's end; none for a missing object, which is not an error)
-// and the object's size.
-func (o *OST) Read(id layout.ObjectID, off int64, buf []byte) (n int, size int64, err error) {
+// at the object's end; none for a missing object, which is not an error,
+// unless it was destroyed: ErrStale) and the object's size.
+func (o *OST) Read(id layout.ObjectID, off int64, buf []byte, acc Access) (n int, size int64, err error) {
 	o.stats.reads.Add(1)
 	if off < 0 || len(buf) > MaxRead {
 		return 0, 0, o.fail(fmt.Errorf("oss: read %s: offset %d length %d: %w", id, off, len(buf), syscall.EINVAL))
 	}
-	_, err = o.withObject(Object{ID: id}, false, func(h *handle) error {
+	_, err = o.withObject(Object{ID: id}, readOnly, &acc, func(h *handle) error {
 		var err error
 		n, err = h.f.ReadAt(buf, off)
 		if err == io.EOF {
@@ -141,19 +173,36 @@ func (o *OST) Read(id layout.ObjectID, off int64, buf []byte) (n int, size int64
 	return n, size, nil
 }
 
-// Punch truncates the object to size, or extends it with a hole. Punching
-// a missing object to a positive size creates it sparse; to zero, it does
-// nothing.
-func (o *OST) Punch(obj Object, size int64) error {
+// Punch truncates the object to size, or extends it with a hole, for the
+// truncate of epoch acc.Epoch, and makes that durable before it returns:
+// a truncate the MDS commits must not come undone in a crash. The object
+// remembers the epoch, so that writes of older epochs (a writer that has not
+// learnt of this truncate) get ErrStale instead of bringing back what the
+// truncate cut. Punching a missing object creates it, to hold the epoch,
+// unless both size and epoch are zero.
+func (o *OST) Punch(obj Object, size int64, acc Access) error {
 	o.stats.punches.Add(1)
 	if size < 0 {
 		return o.fail(fmt.Errorf("oss: punch %s: size %d: %w", obj.ID, size, syscall.EINVAL))
 	}
-	_, err := o.withObject(obj, size > 0, func(h *handle) error {
+	mode := update
+	if size == 0 && acc.Epoch == 0 {
+		mode = readOnly
+	}
+	_, err := o.withObject(obj, mode, &acc, func(h *handle) error {
+		if acc.Epoch > h.epoch.Load() {
+			if err := o.setVersion(h, h.gen.Load(), acc.Epoch); err != nil {
+				return err
+			}
+		}
 		if err := h.f.Truncate(size); err != nil {
 			return err
 		}
-		h.dirty.Store(true)
+		// fsync, not fdatasync: the epoch xattr must be durable too.
+		if err := h.f.Sync(); err != nil {
+			h.dirty.Store(true)
+			return err
+		}
 		return nil
 	})
 	if err != nil {
@@ -162,12 +211,70 @@ func (o *OST) Punch(obj Object, size int64) error {
 	return nil
 }
 
+// Fallocate applies a proto.Falloc* mode to [off, off+length) of the object:
+// preallocation (growing the object unless keepSize), a punched hole or a
+// zeroed range. A missing object is created. It returns the object's size.
+func (o *OST) Fallocate(obj Object, mode uint32, off, length int64, acc Access) (int64, error) {
+	o.stats.writes.Add(1)
+	if off < 0 || length <= 0 || off > math.MaxInt64-length {
+		return 0, o.fail(fmt.Errorf("oss: fallocate %s: range %d+%d: %w", obj.ID, off, length, syscall.EINVAL))
+	}
+	var size int64
+	_, err := o.withObject(obj, update, &acc, func(h *handle) error {
+		if err := fallocate(h.f, mode, off, length); err != nil {
+			return err
+		}
+		h.dirty.Store(true)
+		attr, err := statHandle(h)
+		size = attr.Size
+		return err
+	})
+	if err != nil {
+		return 0, o.fail(fmt.Errorf("oss: fallocate %s mode %d at %d+%d: %w", obj.ID, mode, off, length, err))
+	}
+	return size, nil
+}
+
+// Copy copies n bytes of object src at srcOff into object dst at dstOff on
+// this OST, stopping at src's end (a missing src copies nothing), so the data
+// of a copy_file_range between objects of one OST never crosses the network.
+// It goes in copyChunk pieces, each read under the source's lock and written
+// under the destination's, never both held. It returns how many bytes it
+// copied and dst's size.
+func (o *OST) Copy(src Object, srcOff int64, srcAcc Access, dst Object, dstOff, n int64, dstAcc Access) (copied, size int64, err error) {
+	if srcOff < 0 || dstOff < 0 || n < 0 || srcOff > math.MaxInt64-n || dstOff > math.MaxInt64-n {
+		return 0, 0, o.fail(fmt.Errorf("oss: copy %s to %s: range: %w", src.ID, dst.ID, syscall.EINVAL))
+	}
+	buf := make([]byte, min(n, copyChunk))
+	for copied < n {
+		chunk := buf[:min(int64(len(buf)), n-copied)]
+		m, _, err := o.Read(src.ID, srcOff+copied, chunk, srcAcc)
+		if err != nil {
+			return copied, 0, err
+		}
+		if m == 0 {
+			break
+		}
+		if size, err = o.Write(dst, dstOff+copied, chunk[:m], false, dstAcc); err != nil {
+			return copied, 0, err
+		}
+		copied += int64(m)
+		if m < len(chunk) {
+			break
+		}
+	}
+	return copied, size, nil
+}
+
+// copyChunk is the piece a Copy moves at a time.
+const copyChunk = 4 << 20
+
 // Sync makes the object's data durable (fdatasync). It also reports a
 // write-back error met when the object's file was closed earlier, so an
 // error is never lost between a write and the sync that covers it.
 func (o *OST) Sync(id layout.ObjectID) error {
 	o.stats.syncs.Add(1)
-	found, err := o.withObject(Object{ID: id}, false, o.syncHandle)
+	found, err := o.withObject(Object{ID: id}, readOnly, nil, o.syncHandle)
 	if err == nil && !found {
 		err = o.flush.takeErr(id)
 	}
@@ -182,25 +289,45 @@ func (o *OST) Sync(id layout.ObjectID) error {
 func (o *OST) Getattr(id layout.ObjectID) (ObjAttr, error) {
 	o.stats.getattrs.Add(1)
 	var attr ObjAttr
-	_, err := o.withObject(Object{ID: id}, false, func(h *handle) error {
+	_, err := o.withObject(Object{ID: id}, readOnly, nil, func(h *handle) error {
 		var err error
 		attr, err = statHandle(h)
 		return err
 	})
+	if errors.Is(err, ErrStale) {
+		return ObjAttr{}, nil // destroyed: it does not exist
+	}
 	if err != nil {
 		return ObjAttr{}, o.fail(fmt.Errorf("oss: getattr %s: %w", id, err))
 	}
 	return attr, nil
 }
 
-// Destroy deletes objects; missing ones are not an error. It goes on past
-// a failure and returns every error joined.
+// Destroy deletes objects; missing ones are not an error. The objects are
+// remembered as destroyed (tombstones, durable before any file goes) so
+// that I/O with an old capability gets ErrStale rather than a hole or a
+// new object, and the directories that held them are synced before Destroy
+// returns, so a destroyed object never reappears after a crash. It goes on
+// past a failure and returns every error joined.
 func (o *OST) Destroy(ids ...layout.ObjectID) error {
 	o.stats.destroys.Add(1)
+	if err := o.tomb.add(ids, time.Now()); err != nil {
+		return o.fail(fmt.Errorf("oss: destroy %d objects: %w", len(ids), err))
+	}
 	var errs []error
+	dirs := map[string]bool{}
 	for _, id := range ids {
-		if err := o.destroy(id); err != nil {
+		removed, err := o.destroy(id)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("oss: destroy %s: %w", id, err))
+		}
+		if removed {
+			dirs[filepath.Join(o.dir, objectsDir, fanoutDir(id))] = true
+		}
+	}
+	for dir := range dirs {
+		if err := o.fs.SyncDir(dir); err != nil {
+			errs = append(errs, fmt.Errorf("oss: destroy: sync %s: %w", dir, err))
 		}
 	}
 	if len(errs) > 0 {
@@ -209,7 +336,8 @@ func (o *OST) Destroy(ids ...layout.ObjectID) error {
 	return nil
 }
 
-func (o *OST) destroy(id layout.ObjectID) error {
+// destroy removes one object's file and reports whether there was one.
+func (o *OST) destroy(id layout.ObjectID) (bool, error) {
 	sh := o.shardOf(id)
 	sh.Lock()
 	defer sh.Unlock()
@@ -222,10 +350,14 @@ func (o *OST) destroy(id layout.ObjectID) error {
 	o.flush.takeErr(id) // the data is going; so is any error writing it
 	err := o.fs.Remove(filepath.Join(o.dir, ObjectPath(id)))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return false, nil
 	}
-	return err
+	return err == nil, err
 }
+
+// Verifier returns the OST's write verifier (proto.ObjWriteResp): it
+// changes only when acknowledged but unsynced data may have been lost.
+func (o *OST) Verifier() uint64 { return o.verifier }
 
 // Statfs reports the OST's usage.
 func (o *OST) Statfs() (Usage, error) {
@@ -251,29 +383,30 @@ func (o *OST) fail(err error) error {
 }
 
 // withObject runs fn on the object's open file, holding a shared lock on
-// the object so a concurrent Destroy waits. A missing object is created
-// first if create is set; otherwise withObject reports found false and
-// does not call fn. Creation and use are two lock acquisitions, so a
-// Destroy may slip between them; the object is then created again, as if
-// the request had come after the Destroy.
-func (o *OST) withObject(obj Object, create bool, fn func(*handle) error) (found bool, err error) {
+// the object so a concurrent Destroy waits. acc, if not nil, is checked
+// against the object (see acquireChecked). A missing object is created
+// first in update mode; otherwise withObject reports found false and does
+// not call fn, or fails with ErrStale if the object was destroyed.
+// Creation and use are two lock acquisitions, so a Destroy may slip between
+// them; the object is then found destroyed.
+func (o *OST) withObject(obj Object, mode objMode, acc *Access, fn func(*handle) error) (found bool, err error) {
 	for {
-		found, err = o.tryObject(obj.ID, fn)
-		if found || err != nil || !create {
+		found, err = o.tryObject(obj.ID, mode, acc, fn)
+		if found || err != nil || mode != update {
 			return found, err
 		}
-		if err := o.create(obj); err != nil {
+		if err := o.create(obj, acc); err != nil {
 			return false, err
 		}
 	}
 }
 
 // tryObject runs fn on the object's file if it exists.
-func (o *OST) tryObject(id layout.ObjectID, fn func(*handle) error) (bool, error) {
+func (o *OST) tryObject(id layout.ObjectID, mode objMode, acc *Access, fn func(*handle) error) (bool, error) {
 	sh := o.shardOf(id)
 	sh.RLock()
 	defer sh.RUnlock()
-	h, err := o.acquire(id)
+	h, err := o.acquireChecked(id, mode, acc)
 	if h == nil || err != nil {
 		return false, err
 	}
@@ -281,8 +414,32 @@ func (o *OST) tryObject(id layout.ObjectID, fn func(*handle) error) (bool, error
 	return true, fn(h)
 }
 
+// acquireChecked is acquire for a request: a destroyed object, an object
+// of a newer layout generation than acc's, and in update mode an object
+// truncated at a newer epoch than acc's, fail with ErrStale (nil acc checks
+// nothing but destruction). Call with the object's shard locked.
+func (o *OST) acquireChecked(id layout.ObjectID, mode objMode, acc *Access) (*handle, error) {
+	h, err := o.acquire(id)
+	if err != nil {
+		return nil, err
+	}
+	if h == nil {
+		if o.tomb.isDead(id) {
+			return nil, ErrStale
+		}
+		return nil, nil
+	}
+	if acc != nil && (h.gen.Load() > acc.Gen || mode == update && h.epoch.Load() > acc.Epoch) {
+		o.put(h)
+		return nil, ErrStale
+	}
+	return h, nil
+}
+
 // acquire returns the object's handle with a reference taken, opening the
-// file if it is not cached, or nil if the object does not exist.
+// file if it is not cached, or nil if the object does not exist. A file of a
+// destroyed object (one a crash brought back before its directory was
+// synced) is removed again and reported missing.
 func (o *OST) acquire(id layout.ObjectID) (*handle, error) {
 	if h := o.handles.get(id); h != nil {
 		return h, nil
@@ -295,16 +452,61 @@ func (o *OST) acquire(id layout.ObjectID) (*handle, error) {
 	if err != nil {
 		return nil, err
 	}
-	return o.cache(&handle{key: id, path: path, f: f}), nil
+	if o.tomb.isDead(id) {
+		f.Close()
+		if err := o.fs.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		return nil, nil
+	}
+	h := &handle{key: id, path: path, f: f}
+	gen, epoch, err := o.readVersion(path)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	h.gen.Store(gen)
+	h.epoch.Store(epoch)
+	return o.cache(h), nil
 }
 
-// create creates the object's file and records its owner. It holds the
+// readVersion reads an object's VersionXattr (0, 0 when absent).
+func (o *OST) readVersion(path string) (gen uint32, epoch uint64, err error) {
+	b, err := o.fs.Getxattr(path, VersionXattr)
+	if errors.Is(err, syscall.ENODATA) || errors.Is(err, syscall.ENOTSUP) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	if _, err := fmt.Sscanf(string(b), "%d:%d", &gen, &epoch); err != nil {
+		return 0, 0, fmt.Errorf("oss: bad %s %q on %s", VersionXattr, b, path)
+	}
+	return gen, epoch, nil
+}
+
+// setVersion records an object's layout generation and truncate epoch.
+func (o *OST) setVersion(h *handle, gen uint32, epoch uint64) error {
+	if err := o.fs.Setxattr(h.path, VersionXattr, fmt.Appendf(nil, "%d:%d", gen, epoch)); err != nil {
+		return err
+	}
+	h.gen.Store(gen)
+	h.epoch.Store(epoch)
+	return nil
+}
+
+// create creates the object's file and records its owner and, from acc,
+// the layout generation and truncate epoch it is created at. It holds the
 // object's lock exclusively, so no request sees the file before its owner
-// is set and a failed creation is undone before anyone wrote to it.
-func (o *OST) create(obj Object) error {
+// is set and a failed creation is undone before anyone wrote to it. A
+// destroyed object is never created again: ErrStale.
+func (o *OST) create(obj Object, acc *Access) error {
 	sh := o.shardOf(obj.ID)
 	sh.Lock()
 	defer sh.Unlock()
+	if o.tomb.isDead(obj.ID) {
+		return ErrStale
+	}
 	path := filepath.Join(o.dir, ObjectPath(obj.ID))
 	f, err := o.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if errors.Is(err, os.ErrNotExist) {
@@ -329,7 +531,56 @@ func (o *OST) create(obj Object) error {
 			o.log.Warn("file system does not support user xattrs; object owners are not recorded, fsck cannot attribute objects", "err", err)
 		})
 	}
-	o.put(o.cache(&handle{key: obj.ID, path: path, f: f}))
+	h := &handle{key: obj.ID, path: path, f: f}
+	if acc != nil && (acc.Gen != 0 || acc.Epoch != 0) {
+		if err := o.setVersion(h, acc.Gen, acc.Epoch); err != nil && !errors.Is(err, syscall.ENOTSUP) {
+			f.Close()
+			o.fs.Remove(path)
+			return err
+		}
+	}
+	o.put(o.cache(h))
+	return nil
+}
+
+// fallocate applies a proto.Falloc* mode to a file, falling back where the
+// local file system lacks a mode: zeroes are written for a hole it cannot
+// punch or a range it cannot zero.
+func fallocate(f vfile, mode uint32, off, length int64) error {
+	var flags uint32
+	switch mode {
+	case proto.FallocAlloc:
+	case proto.FallocKeepSize:
+		flags = unix.FALLOC_FL_KEEP_SIZE
+	case proto.FallocPunchHole:
+		flags = unix.FALLOC_FL_PUNCH_HOLE | unix.FALLOC_FL_KEEP_SIZE
+	case proto.FallocZeroRange:
+		flags = unix.FALLOC_FL_ZERO_RANGE
+	default:
+		return fmt.Errorf("oss: fallocate mode %d: %w", mode, syscall.EOPNOTSUPP)
+	}
+	err := f.Fallocate(flags, off, length)
+	if err == nil || !errors.Is(err, syscall.EOPNOTSUPP) || mode == proto.FallocAlloc || mode == proto.FallocKeepSize {
+		return err
+	}
+	// Punch and zero without file system support: write zeros over what
+	// the file holds (a punch past the end changes nothing), and let a
+	// zero range grow the file as fallocate would.
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	end := off + length
+	if mode == proto.FallocPunchHole {
+		end = min(end, fi.Size())
+	}
+	zeros := make([]byte, min(max(end-off, 0), 1<<20))
+	for pos := off; pos < end; pos += int64(len(zeros)) {
+		n := min(int64(len(zeros)), end-pos)
+		if _, err := f.WriteAt(zeros[:n], pos); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

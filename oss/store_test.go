@@ -40,7 +40,7 @@ func pattern(n int, seed byte) []byte {
 
 func mustWrite(t *testing.T, o *OST, ob Object, off int64, data []byte) int64 {
 	t.Helper()
-	size, err := o.Write(ob, off, data, false)
+	size, err := o.Write(ob, off, data, false, Access{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func mustWrite(t *testing.T, o *OST, ob Object, off int64, data []byte) int64 {
 func mustRead(t *testing.T, o *OST, id layout.ObjectID, off int64, n int) []byte {
 	t.Helper()
 	buf := make([]byte, n)
-	got, _, err := o.Read(id, off, buf)
+	got, _, err := o.Read(id, off, buf, Access{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,19 +181,19 @@ func TestWriteRead(t *testing.T) {
 	mustWrite(t, o, ob, 5000, mid)
 	copy(data[5000:], mid)
 	buf := make([]byte, 200_000)
-	n, size, err := o.Read(ob.ID, 0, buf)
+	n, size, err := o.Read(ob.ID, 0, buf, Access{})
 	if err != nil || n != len(data) || size != int64(len(data)) {
 		t.Fatalf("short read: n %d size %d err %v", n, size, err)
 	}
 	if !bytes.Equal(buf[:n], data) {
 		t.Fatal("read after overwrite differs")
 	}
-	n, _, err = o.Read(ob.ID, 1<<30, buf)
+	n, _, err = o.Read(ob.ID, 1<<30, buf, Access{})
 	if n != 0 || err != nil {
 		t.Fatalf("read past EOF: %d, %v", n, err)
 	}
 	// A sync write of an empty payload creates the object.
-	if _, err := o.Write(obj(42, 2), 0, nil, true); err != nil {
+	if _, err := o.Write(obj(42, 2), 0, nil, true, Access{}); err != nil {
 		t.Fatal(err)
 	}
 	if attr, _ := o.Getattr(obj(42, 2).ID); !attr.Exists || attr.Size != 0 {
@@ -204,7 +204,7 @@ func TestWriteRead(t *testing.T) {
 func TestReadMissing(t *testing.T) {
 	o := openTestOST(t)
 	buf := make([]byte, 4096)
-	n, size, err := o.Read(layout.ObjectID{Ino: 9, Seq: 9}, 0, buf)
+	n, size, err := o.Read(layout.ObjectID{Ino: 9, Seq: 9}, 0, buf, Access{})
 	if n != 0 || size != 0 || err != nil {
 		t.Fatalf("missing object: n %d size %d err %v", n, size, err)
 	}
@@ -242,13 +242,13 @@ func TestPunch(t *testing.T) {
 	o := openTestOST(t)
 	ob := obj(8, 0)
 	mustWrite(t, o, ob, 0, pattern(10_000, 3))
-	if err := o.Punch(ob, 100); err != nil {
+	if err := o.Punch(ob, 100, Access{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := mustRead(t, o, ob.ID, 0, 10_000); !bytes.Equal(got, pattern(100, 3)) {
 		t.Fatalf("after shrink read %d bytes", len(got))
 	}
-	if err := o.Punch(ob, 1<<20); err != nil {
+	if err := o.Punch(ob, 1<<20, Access{}); err != nil {
 		t.Fatal(err)
 	}
 	got := mustRead(t, o, ob.ID, 0, 2<<20)
@@ -258,7 +258,7 @@ func TestPunch(t *testing.T) {
 
 	// A missing object is created sparse by a positive punch, with its owner.
 	sparse := Object{ID: layout.ObjectID{Ino: 8, Seq: 1}, Stripe: 2}
-	if err := o.Punch(sparse, 5<<20); err != nil {
+	if err := o.Punch(sparse, 5<<20, Access{}); err != nil {
 		t.Fatal(err)
 	}
 	attr, _ := o.Getattr(sparse.ID)
@@ -266,7 +266,7 @@ func TestPunch(t *testing.T) {
 		t.Fatalf("punched-into-existence object: %+v", attr)
 	}
 	// ... and left alone by a punch to zero.
-	if err := o.Punch(obj(8, 2), 0); err != nil {
+	if err := o.Punch(obj(8, 2), 0, Access{}); err != nil {
 		t.Fatal(err)
 	}
 	if attr, _ := o.Getattr(obj(8, 2).ID); attr.Exists {
@@ -293,12 +293,34 @@ func TestDestroy(t *testing.T) {
 	if o.handles.len() != 0 {
 		t.Fatalf("%d handles cached after destroy", o.handles.len())
 	}
-	// A write after destroy lands in a new file, not the unlinked one.
-	mustWrite(t, o, a, 2, []byte("zz"))
-	if got := mustRead(t, o, a.ID, 0, 10); !bytes.Equal(got, []byte{0, 0, 'z', 'z'}) {
-		t.Fatalf("recreated object reads %q", got)
+	// A destroyed object is never read as a hole nor created again: a
+	// client with an old layout gets ESTALE and asks for the new one.
+	if _, err := o.Write(a, 2, []byte("zz"), false, Access{}); !errors.Is(err, syscall.ESTALE) {
+		t.Fatalf("write after destroy: %v, want ESTALE", err)
 	}
-	if err := o.Destroy(); err != nil {
+	if _, _, err := o.Read(b.ID, 0, make([]byte, 4), Access{}); !errors.Is(err, syscall.ESTALE) {
+		t.Fatalf("read after destroy: %v, want ESTALE", err)
+	}
+	if err := o.Punch(a, 10, Access{Epoch: 3}); !errors.Is(err, syscall.ESTALE) {
+		t.Fatalf("punch after destroy: %v, want ESTALE", err)
+	}
+	if _, err := os.Stat(filepath.Join(o.Dir(), ObjectPath(a.ID))); !os.IsNotExist(err) {
+		t.Fatalf("%s recreated after destroy", a.ID)
+	}
+	// The OST remembers across a restart.
+	dir := o.Dir()
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	o2, err := OpenOST(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o2.Close()
+	if _, err := o2.Write(a, 0, []byte("x"), false, Access{}); !errors.Is(err, syscall.ESTALE) {
+		t.Fatalf("write after destroy and restart: %v, want ESTALE", err)
+	}
+	if err := o2.Destroy(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -317,19 +339,19 @@ func TestStatfs(t *testing.T) {
 func TestInvalidArguments(t *testing.T) {
 	o := openTestOST(t)
 	ob := obj(1, 0)
-	if _, err := o.Write(ob, -1, []byte("x"), false); !errors.Is(err, syscall.EINVAL) {
+	if _, err := o.Write(ob, -1, []byte("x"), false, Access{}); !errors.Is(err, syscall.EINVAL) {
 		t.Errorf("negative write offset: %v", err)
 	}
-	if _, err := o.Write(ob, math.MaxInt64-1, []byte("xx"), false); !errors.Is(err, syscall.EFBIG) {
+	if _, err := o.Write(ob, math.MaxInt64-1, []byte("xx"), false, Access{}); !errors.Is(err, syscall.EFBIG) {
 		t.Errorf("overflowing write: %v", err)
 	}
-	if _, _, err := o.Read(ob.ID, -1, make([]byte, 1)); !errors.Is(err, syscall.EINVAL) {
+	if _, _, err := o.Read(ob.ID, -1, make([]byte, 1), Access{}); !errors.Is(err, syscall.EINVAL) {
 		t.Errorf("negative read offset: %v", err)
 	}
-	if _, _, err := o.Read(ob.ID, 0, make([]byte, MaxRead+1)); !errors.Is(err, syscall.EINVAL) {
+	if _, _, err := o.Read(ob.ID, 0, make([]byte, MaxRead+1), Access{}); !errors.Is(err, syscall.EINVAL) {
 		t.Errorf("oversized read: %v", err)
 	}
-	if err := o.Punch(ob, -5); !errors.Is(err, syscall.EINVAL) {
+	if err := o.Punch(ob, -5, Access{}); !errors.Is(err, syscall.EINVAL) {
 		t.Errorf("negative punch: %v", err)
 	}
 	if attr, _ := o.Getattr(ob.ID); attr.Exists {
@@ -347,16 +369,16 @@ func TestDiskErrorsPropagate(t *testing.T) {
 	mustWrite(t, o, ob, 0, []byte("ok"))
 
 	fs.set(&fs.write, always(syscall.ENOSPC))
-	if _, err := o.Write(ob, 0, []byte("full"), false); !errors.Is(err, syscall.ENOSPC) {
+	if _, err := o.Write(ob, 0, []byte("full"), false, Access{}); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("write on a full disk: %v", err)
 	}
-	if err := o.Punch(ob, 1<<20); !errors.Is(err, syscall.ENOSPC) {
+	if err := o.Punch(ob, 1<<20, Access{}); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("punch on a full disk: %v", err)
 	}
 	fs.set(&fs.write, nil)
 
 	fs.set(&fs.datasync, always(syscall.EIO))
-	if _, err := o.Write(ob, 0, []byte("x"), true); !errors.Is(err, syscall.EIO) {
+	if _, err := o.Write(ob, 0, []byte("x"), true, Access{}); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("sync write with failing disk: %v", err)
 	}
 	if err := o.Sync(ob.ID); !errors.Is(err, syscall.EIO) {
@@ -375,11 +397,11 @@ func TestOwnerXattrErrors(t *testing.T) {
 	fs := &faultFS{}
 	o := openTestOST(t, withFS(fs))
 	fs.set(&fs.setxattr, always(syscall.ENOTSUP))
-	if _, err := o.Write(obj(3, 0), 0, []byte("x"), false); err != nil {
+	if _, err := o.Write(obj(3, 0), 0, []byte("x"), false, Access{}); err != nil {
 		t.Fatalf("xattr unsupported should not fail writes: %v", err)
 	}
 	fs.set(&fs.setxattr, always(syscall.ENOSPC))
-	if _, err := o.Write(obj(3, 1), 0, []byte("x"), false); !errors.Is(err, syscall.ENOSPC) {
+	if _, err := o.Write(obj(3, 1), 0, []byte("x"), false, Access{}); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("xattr ENOSPC: %v", err)
 	}
 	if attr, _ := o.Getattr(obj(3, 1).ID); attr.Exists {
@@ -451,8 +473,9 @@ func TestHandleCacheEviction(t *testing.T) {
 }
 
 // TestConcurrentCoherence races writes, reads, punches, destroys and
-// evictions over a few objects with a tiny cache, then checks that the last
-// write to each object after its last destroy is what it reads.
+// evictions over a few objects with a tiny cache, then checks that a
+// destroyed object stays destroyed whatever raced with its destroy, and
+// that nothing was left behind.
 func TestConcurrentCoherence(t *testing.T) {
 	o := openTestOST(t, WithHandleCache(3))
 	const objects, workers, rounds = 8, 8, 300
@@ -467,15 +490,15 @@ func TestConcurrentCoherence(t *testing.T) {
 				var err error
 				switch r.IntN(5) {
 				case 0, 1:
-					_, err = o.Write(ob, int64(r.IntN(4))*4096, pattern(4096, byte(w)), false)
+					_, err = o.Write(ob, int64(r.IntN(4))*4096, pattern(4096, byte(w)), false, Access{})
 				case 2:
-					_, _, err = o.Read(ob.ID, 0, make([]byte, 16384))
+					_, _, err = o.Read(ob.ID, 0, make([]byte, 16384), Access{})
 				case 3:
-					err = o.Punch(ob, int64(r.IntN(3))*4096)
+					err = o.Punch(ob, int64(r.IntN(3))*4096, Access{})
 				case 4:
 					err = o.Destroy(ob.ID)
 				}
-				if err != nil {
+				if err != nil && !errors.Is(err, syscall.ESTALE) {
 					t.Error(err)
 					return
 				}
@@ -488,9 +511,8 @@ func TestConcurrentCoherence(t *testing.T) {
 		if err := o.Destroy(ob.ID); err != nil {
 			t.Fatal(err)
 		}
-		mustWrite(t, o, ob, 0, []byte("final"))
-		if got := string(mustRead(t, o, ob.ID, 0, 100)); got != "final" {
-			t.Fatalf("object %d reads %q after destroy and rewrite", i, got)
+		if _, err := o.Write(ob, 0, []byte("final"), false, Access{}); !errors.Is(err, syscall.ESTALE) {
+			t.Fatalf("object %d written after destroy: %v", i, err)
 		}
 	}
 	entries, err := os.ReadDir(filepath.Join(o.Dir(), objectsDir))
@@ -512,7 +534,7 @@ func TestOSTStats(t *testing.T) {
 	mustRead(t, o, ob.ID, 900, 600)
 	o.Sync(ob.ID)
 	o.Getattr(ob.ID)
-	o.Punch(ob, 10)
+	o.Punch(ob, 10, Access{})
 	o.Destroy(ob.ID)
 	o.Statfs()
 	s := o.Stats()

@@ -16,20 +16,27 @@ var (
 )
 
 // SignCapability issues a capability for ino with rights until expiry,
-// signed with the cluster secret.
+// signed with the cluster secret, for layout generation 0 and truncate
+// epoch 0.
 func SignCapability(secret []byte, ino uint64, rights uint8, expiry time.Time) Capability {
-	c := Capability{Ino: ino, Rights: rights, Expiry: expiry.UnixNano()}
+	return Capability{Ino: ino, Rights: rights, Expiry: expiry.UnixNano()}.Signed(secret)
+}
+
+// Signed returns c with its MAC computed over every field but the MAC.
+func (c Capability) Signed(secret []byte) Capability {
 	c.MAC = c.mac(secret)
 	return c
 }
 
 func (c *Capability) mac(secret []byte) []byte {
-	var buf [17]byte
+	var buf [29]byte
 	binary.BigEndian.PutUint64(buf[0:8], c.Ino)
 	buf[8] = c.Rights
 	binary.BigEndian.PutUint64(buf[9:17], uint64(c.Expiry))
+	binary.BigEndian.PutUint32(buf[17:21], c.Gen)
+	binary.BigEndian.PutUint64(buf[21:29], c.Epoch)
 	h := hmac.New(sha256.New, secret)
-	h.Write([]byte("strata-cap-v1"))
+	h.Write([]byte("strata-cap-v2"))
 	h.Write(buf[:])
 	return h.Sum(nil)
 }

@@ -33,6 +33,10 @@ type CloseReq struct {
 	Wrote   bool   `msgpack:"w"`
 	Size    uint64 `msgpack:"s"`
 	Mtime   int64  `msgpack:"M"`
+	// Epoch is the truncate epoch the writer's size belongs to: a size
+	// from before a truncate (a smaller epoch) is not merged, so it cannot
+	// bring back the size the truncate cut.
+	Epoch uint64 `msgpack:"E,omitempty"`
 }
 
 // SetSizeReq reports written data without closing (fsync, flush, strict
@@ -44,7 +48,12 @@ type SetSizeReq struct {
 	Size   uint64 `msgpack:"s"`
 	Mtime  int64  `msgpack:"M"`
 	Sync   bool   `msgpack:"y"`
+	Epoch  uint64 `msgpack:"E,omitempty"` // as CloseReq.Epoch
 }
+
+// SyncReq asks the MDS to make every metadata change it has acknowledged
+// durable before replying (fsync of a directory).
+type SyncReq struct{}
 
 // AppendReq reserves Len bytes at the current end of file for an O_APPEND
 // write: the MDS returns the old size as the offset to write at and raises
@@ -78,9 +87,13 @@ type GetCapReq struct {
 	Handle  uint64 `msgpack:"h"`
 }
 
-// GetCapResp carries a capability.
+// GetCapResp carries a capability with the file's current attributes and
+// layout: a client refreshing after an OSS said ESTALE learns the new layout
+// generation and truncate epoch (which the capability names) and the size.
 type GetCapResp struct {
-	Cap Capability `msgpack:"c"`
+	Cap    Capability    `msgpack:"c"`
+	Attr   Attr          `msgpack:"a"`
+	Layout layout.Layout `msgpack:"l"`
 }
 
 // GetxattrReq reads one extended attribute.

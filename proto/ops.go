@@ -33,6 +33,7 @@ const (
 	OpSetSize uint16 = 132 // SetSizeReq -> AttrResp (size merge on fsync/flush)
 	OpGetCap  uint16 = 133 // GetCapReq -> GetCapResp (refresh an expiring capability)
 	OpAppend  uint16 = 134 // AppendReq -> AppendResp (reserve the end of file for an O_APPEND write)
+	OpSync    uint16 = 135 // SyncReq -> Empty (make committed metadata durable: fsync of a directory)
 
 	// Extended attributes.
 	OpGetxattr    uint16 = 140 // GetxattrReq -> GetxattrResp
@@ -60,8 +61,10 @@ const (
 	OpObjWrite   uint16 = 200 // ObjWriteReq + bulk -> ObjWriteResp
 	OpObjRead    uint16 = 201 // ObjReadReq -> ObjReadResp + bulk
 	OpObjPunch   uint16 = 202 // ObjPunchReq -> Empty (truncate object to Size)
-	OpObjSync    uint16 = 203 // ObjSyncReq -> Empty
+	OpObjSync    uint16 = 203 // ObjSyncReq -> ObjSyncResp
 	OpObjGetattr uint16 = 204 // ObjGetattrReq -> ObjGetattrResp
 	OpObjDestroy uint16 = 205 // ObjDestroyReq -> Empty
 	OpOSTStatfs  uint16 = 206 // OSTStatfsReq -> OSTStatfsResp
+	OpObjFalloc  uint16 = 207 // ObjFallocateReq -> ObjWriteResp
+	OpObjCopy    uint16 = 208 // ObjCopyReq -> ObjCopyResp
 )

@@ -51,9 +51,14 @@ type ObjWriteReq struct {
 	Sync   bool       `msgpack:"y"`
 }
 
-// ObjWriteResp reports the object's size after the write.
+// ObjWriteResp reports the object's size after the write and the OST's
+// write verifier: it changes only when data the OST acknowledged but had
+// not synced may have been lost (the host rebooted, the OST's file system
+// was replaced), so a client that sees another verifier at ObjSync knows
+// its unsynced writes may be gone (NFS's COMMIT verifier).
 type ObjWriteResp struct {
-	Size int64 `msgpack:"s"`
+	Size     int64  `msgpack:"s"`
+	Verifier uint64 `msgpack:"v,omitempty"`
 }
 
 // ObjReadReq reads up to Length bytes at Offset. The reply bulk is shorter
@@ -81,6 +86,54 @@ type ObjPunchReq struct {
 type ObjSyncReq struct {
 	Cap Capability `msgpack:"c"`
 	Obj ObjRef     `msgpack:"o"`
+}
+
+// ObjSyncResp carries the OST's write verifier (see ObjWriteResp).
+type ObjSyncResp struct {
+	Verifier uint64 `msgpack:"v,omitempty"`
+}
+
+// Fallocate modes (ObjFallocateReq.Mode), applied to one object's range.
+const (
+	// FallocAlloc preallocates the range, growing the object to its end
+	// (fallocate mode 0).
+	FallocAlloc uint32 = iota
+	// FallocKeepSize preallocates without changing the object's size.
+	FallocKeepSize
+	// FallocPunchHole deallocates the range, which then reads as zeros;
+	// the size is kept.
+	FallocPunchHole
+	// FallocZeroRange zeroes the range, growing the object to its end.
+	FallocZeroRange
+)
+
+// ObjFallocateReq preallocates, punches or zeroes a range of an object.
+type ObjFallocateReq struct {
+	Cap    Capability `msgpack:"c"`
+	Obj    ObjRef     `msgpack:"o"`
+	Mode   uint32     `msgpack:"m"`
+	Offset int64      `msgpack:"f"`
+	Length int64      `msgpack:"l"`
+}
+
+// ObjCopyReq copies Length bytes from Src at SrcOffset to Dst at DstOffset,
+// both objects on the OST of Dst (copy_file_range done by the OSS). The
+// bytes past the source object's end are not copied: Copied says how many
+// were, and the caller zero-fills the rest.
+type ObjCopyReq struct {
+	SrcCap    Capability `msgpack:"C"`
+	Src       ObjRef     `msgpack:"S"`
+	SrcOffset int64      `msgpack:"s"`
+	Cap       Capability `msgpack:"c"`
+	Dst       ObjRef     `msgpack:"o"`
+	DstOffset int64      `msgpack:"f"`
+	Length    int64      `msgpack:"l"`
+}
+
+// ObjCopyResp reports what a copy did.
+type ObjCopyResp struct {
+	Copied   int64  `msgpack:"n"`
+	Verifier uint64 `msgpack:"v,omitempty"`
 }
 
 // ObjGetattrReq asks for an object's size.

@@ -100,7 +100,13 @@ type Capability struct {
 	Ino    uint64 `msgpack:"i"`
 	Rights uint8  `msgpack:"r"`
 	Expiry int64  `msgpack:"e"` // unix nanoseconds
-	MAC    []byte `msgpack:"m"`
+	// Gen is the layout generation the holder's layout has, and Epoch the
+	// file's truncate epoch the holder knows: an OSS refuses (ESTALE) I/O
+	// to an object of a newer generation, a write or punch to an object
+	// truncated at a newer epoch, and any I/O to a destroyed object.
+	Gen   uint32 `msgpack:"g,omitempty"`
+	Epoch uint64 `msgpack:"E,omitempty"`
+	MAC   []byte `msgpack:"m"`
 }
 
 // ---- session ----

@@ -2,6 +2,7 @@ package fuse
 
 import (
 	"io"
+	"math"
 	"syscall"
 
 	gofuse "github.com/hanwen/go-fuse/v2/fuse"
@@ -211,8 +212,32 @@ func (fs *fileSystem) Fsync(cancel <-chan struct{}, in *gofuse.FsyncIn) gofuse.S
 	return fs.status("fsync", f.Sync())
 }
 
-// Fallocate is not supported yet; glibc's posix_fallocate falls back to
-// writing zeros.
+// Fallocate preallocates, punches or zeroes a range on the OSTs (see
+// client.File.Fallocate for the modes served).
 func (fs *fileSystem) Fallocate(cancel <-chan struct{}, in *gofuse.FallocateIn) gofuse.Status {
-	return gofuse.Status(syscall.EOPNOTSUPP)
+	f := fs.file(in.Fh)
+	if f == nil {
+		return gofuse.EBADF
+	}
+	if in.Offset > math.MaxInt64 || in.Length > math.MaxInt64 {
+		return gofuse.Status(syscall.EFBIG)
+	}
+	return fs.status("fallocate", f.Fallocate(fs.ctx(), in.Mode, int64(in.Offset), int64(in.Length)))
+}
+
+// CopyFileRange copies between two open Strata files; the OSSes copy what
+// lies on one OST in both, without the data crossing the network.
+func (fs *fileSystem) CopyFileRange(cancel <-chan struct{}, in *gofuse.CopyFileRangeIn) (uint32, gofuse.Status) {
+	src, dst := fs.file(in.FhIn), fs.file(in.FhOut)
+	if src == nil || dst == nil {
+		return 0, gofuse.EBADF
+	}
+	if in.OffIn > math.MaxInt64 || in.OffOut > math.MaxInt64 {
+		return 0, gofuse.Status(syscall.EFBIG)
+	}
+	n, err := client.CopyRange(fs.ctx(), dst, int64(in.OffOut), src, int64(in.OffIn), int64(min(in.Len, math.MaxInt32)))
+	if err != nil && n == 0 {
+		return 0, fs.status("copy_file_range", err)
+	}
+	return uint32(n), gofuse.OK
 }

@@ -75,9 +75,13 @@
 // or fails with the rpc call timeout, but never returns EINTR (see
 // fileSystem.ctx).
 //
-// Not yet served: fallocate (EOPNOTSUPP), O_TMPFILE, OFD locks released at
-// close (F_OFD_SETLK locks go with the session), and file capabilities
-// (security.capability reads as absent and cannot be set).
+// fallocate serves mode 0, KEEP_SIZE, PUNCH_HOLE and ZERO_RANGE on the
+// OSTs; copy_file_range between Strata files is done by the OSSes where both
+// ranges lie on one OST. fsync of a directory syncs the MDS's store.
+//
+// Not yet served: other fallocate modes (EOPNOTSUPP), O_TMPFILE, OFD locks
+// released at close (F_OFD_SETLK locks go with the session), and file
+// capabilities (security.capability reads as absent and cannot be set).
 package fuse
 
 import (

@@ -18,6 +18,7 @@ import (
 
 	"github.com/stratafs/strata/client"
 	"github.com/stratafs/strata/mds"
+	"github.com/stratafs/strata/mds/kv/kvtest"
 	"github.com/stratafs/strata/oss"
 	"github.com/stratafs/strata/proto"
 	"github.com/stratafs/strata/rpc"
@@ -34,6 +35,10 @@ type Options struct {
 	StripeSize  int64
 	// Verbose sends the servers' logs to stderr.
 	Verbose bool
+	// LossyStore keeps the metadata in a kvtest.Lossy over the embedded
+	// store (Cluster.Store), whose Crash undoes what was not synced: a
+	// power loss of the metadata disk.
+	LossyStore bool
 }
 
 // Cluster is a running cluster.
@@ -42,6 +47,8 @@ type Cluster struct {
 	Secret []byte
 	MDS    string // the MDS address
 	OSTs   int
+	// Store is the MDS's metadata store when Options.LossyStore is set.
+	Store *kvtest.Lossy
 
 	log    *slog.Logger
 	cancel context.CancelFunc
@@ -70,6 +77,11 @@ func Start(tb testing.TB, opts Options) *Cluster {
 	tb.Cleanup(cl.stop)
 
 	kvURL := "embedded:" + filepath.Join(dir, "kv")
+	inner := kvURL
+	if opts.LossyStore {
+		kvtest.RegisterLossy()
+		kvURL = "lossy:" + kvURL
+	}
 	err := mds.Format(ctx, kvURL, mds.FormatOptions{FSName: cl.FSName, StripeCount: opts.StripeCount,
 		StripeSize: opts.StripeSize, Logger: cl.log})
 	if err != nil {
@@ -84,6 +96,9 @@ func Start(tb testing.TB, opts Options) *Cluster {
 	case cl.MDS = <-addr:
 	case <-time.After(30 * time.Second):
 		tb.Fatalf("testcluster: MDS did not start: %v", cl.Errs())
+	}
+	if opts.LossyStore {
+		cl.Store = kvtest.Opened(inner)
 	}
 	for i := range opts.OSSes {
 		var osts []string
