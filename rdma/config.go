@@ -33,8 +33,10 @@ type Config struct {
 	// TOS is the IP type of service of RoCE packets (their traffic class);
 	// 0 leaves the default.
 	TOS int
-	// QueueDepth is how many messages a connection has in flight each way;
-	// 0 means DefaultQueueDepth.
+	// QueueDepth is how many messages a connection has in flight each way:
+	// queue pairs get a receive queue this deep and a send queue three
+	// times as deep (a request's RDMA READ, a reply's WRITE and SEND). 0
+	// means DefaultQueueDepth.
 	QueueDepth int
 	// MaxReads caps the RDMA READs a side has outstanding; 0 takes what
 	// the device and the peer allow.
