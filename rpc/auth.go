@@ -54,6 +54,12 @@ type helloMsg struct {
 type welcomeMsg struct {
 	MAC     []byte `msgpack:"mac"`
 	MaxBulk int    `msgpack:"mb"`
+	// RDMA is the server's rdma_cm address when it offers RDMA (see
+	// rdma_proto.go); absent otherwise, so a TCP-only welcome is unchanged.
+	RDMA string `msgpack:"rdma,omitempty"`
+
+	// The session's nonces, kept by the client to bind a queue pair.
+	clientNonce, serverNonce []byte
 }
 
 // newNonce returns nonceSize random bytes.
@@ -123,6 +129,7 @@ func clientHandshake(nc net.Conn, addr string, secret []byte, deadline time.Time
 	if !hmac.Equal(w.MAC, serverMAC(secret, nonce, ch.Nonce)) {
 		return nil, localError(syscall.EACCES, nil, "rpc: %s: authentication failed: server did not prove the cluster secret", addr)
 	}
+	w.clientNonce, w.serverNonce = nonce, ch.Nonce
 	if err := nc.SetDeadline(time.Time{}); err != nil {
 		return nil, localError(syscall.EIO, err, "rpc: %s: %v", addr, err)
 	}

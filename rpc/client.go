@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/stratafs/strata/rdma"
 )
 
 // ClientConfig configures a Client.
@@ -18,6 +20,20 @@ type ClientConfig struct {
 	DialTimeout  time.Duration // 0: 5s
 	CallTimeout  time.Duration // default per-call deadline when ctx has none; 0: 60s
 	Logger       *slog.Logger
+
+	// Transport is auto, tcp or rdma (see TransportAuto); empty: the
+	// STRATA_TRANSPORT environment variable, else auto. The client picks
+	// per server address: RDMA where the server offers it and it can be
+	// reached, TCP otherwise (unless rdma forces it).
+	Transport string
+	// RDMA selects the device, port and GID and sizes queue pairs; the
+	// zero value reads rdma.ConfigFromEnv.
+	RDMA rdma.Config
+	// Verbs is the RDMA implementation; nil: rdma.Native().
+	Verbs rdma.Verbs
+	// RDMADialTimeout bounds an attempt to connect over RDMA before auto
+	// settles for TCP; 0: 2s.
+	RDMADialTimeout time.Duration
 }
 
 const (
@@ -50,6 +66,21 @@ type Client struct {
 	closed       bool
 	housekeeping bool // the housekeeper runs
 	pools        map[string]*addrPool
+
+	transport       string
+	transportErr    error // a transport setting that cannot work; calls fail
+	verbs           rdma.Verbs
+	rdmaCfg         rdma.Config
+	rdmaDialTimeout time.Duration
+	rdmaOnce        sync.Once // asks the verbs for devices
+	hasRDMA         bool
+	rdmaMu          sync.Mutex
+	rdmaPools       map[rdma.Domain]*rdma.Pool
+	rdmaFailed      map[string]time.Time // addresses auto uses TCP for, until
+	rdmaMemWarned   atomic.Bool
+	tcpCalls        atomic.Uint64
+	rdmaCalls       atomic.Uint64
+	rdmaFallbacks   atomic.Uint64
 }
 
 // addrPool is the set of connections to one address.
@@ -97,6 +128,16 @@ func NewClient(cfg ClientConfig) *Client {
 	if c.log == nil {
 		c.log = slog.Default()
 	}
+	c.rdmaDialTimeout = cfg.RDMADialTimeout
+	if c.rdmaDialTimeout <= 0 {
+		c.rdmaDialTimeout = defaultRDMADialTimeout
+	}
+	c.rdmaPools = make(map[rdma.Domain]*rdma.Pool)
+	c.rdmaFailed = make(map[string]time.Time)
+	c.transport, c.transportErr = resolveTransport(cfg.Transport)
+	if c.transportErr == nil {
+		c.verbs, c.rdmaCfg, c.transportErr = resolveRDMA(cfg.Verbs, cfg.RDMA)
+	}
 	return c
 }
 
@@ -119,6 +160,9 @@ func (c *Client) Ping(ctx context.Context, addr string) error {
 func (c *Client) CallBulk(ctx context.Context, addr string, op uint16, req any, out []byte, resp any, in []byte) (int, error) {
 	if len(c.secret) == 0 {
 		return 0, localError(syscall.EACCES, nil, "rpc: %s: client has no cluster secret", addr)
+	}
+	if c.transportErr != nil {
+		return 0, localError(syscall.EINVAL, c.transportErr, "rpc: %s: %v", addr, c.transportErr)
 	}
 	if len(out) > maxReplyBulk {
 		return 0, localError(syscall.EMSGSIZE, nil, "rpc: %s: op %d: bulk of %d bytes is too large", addr, op, len(out))
@@ -147,7 +191,9 @@ func (c *Client) CallBulk(ctx context.Context, addr string, op uint16, req any, 
 
 	// A request that was not completely written cannot have been served, so
 	// it is sent once more on a fresh connection: a pooled connection may
-	// have broken while idle.
+	// have broken while idle. So is one whose RDMA message never left, and
+	// one the server refused unserved over RDMA goes again over TCP.
+	overTCP := false
 	for attempt := 0; ; attempt++ {
 		cc, err := c.conn(ctx, addr, deadline)
 		if err != nil {
@@ -160,14 +206,31 @@ func (c *Client) CallBulk(ctx context.Context, addr string, op uint16, req any, 
 		if !ctxDeadline {
 			expires = deadline.UnixNano()
 		}
-		cl, id, err := cc.send(frame.Bytes(), out, in, deadline, expires)
+		var cl *call
+		var id uint64
+		if cc.rd != nil && !overTCP {
+			cl, id, err = cc.rd.send(ctx, frame.Bytes(), out, in, deadline, expires)
+		} else {
+			c.tcpCalls.Add(1)
+			cl, id, err = cc.send(frame.Bytes(), out, in, deadline, expires)
+		}
 		if err != nil {
 			if attempt == 0 && errors.Is(err, errWrite) && ctx.Err() == nil {
 				continue
 			}
 			return 0, err
 		}
-		return c.wait(ctx, cc, cl, id, op, resp)
+		n, err := c.wait(ctx, cc, cl, id, op, resp)
+		if err != nil && attempt == 0 && ctx.Err() == nil {
+			if errors.Is(err, errRetryTCP) {
+				overTCP = true
+				continue
+			}
+			if errors.Is(err, errUnsent) {
+				continue
+			}
+		}
+		return n, err
 	}
 }
 
@@ -235,6 +298,12 @@ func (c *Client) Close() error {
 		}
 	}
 	c.owned.Wait()
+	c.rdmaMu.Lock()
+	for _, p := range c.rdmaPools {
+		_ = p.Close()
+	}
+	c.rdmaPools = map[rdma.Domain]*rdma.Pool{}
+	c.rdmaMu.Unlock()
 	return nil
 }
 
@@ -391,8 +460,12 @@ func (c *Client) dial(addr string) (*clientConn, error) {
 		return nil, err
 	}
 	cc := newClientConn(addr, nc, welcome.MaxBulk)
-	if !c.spawn(cc.readLoop) {
+	if err := c.upgrade(cc, welcome); err != nil {
 		_ = nc.Close()
+		return nil, err
+	}
+	if !c.spawn(cc.readLoop) {
+		cc.fail(c.closedError(addr))
 		return nil, c.closedError(addr)
 	}
 	c.log.Debug("rpc: connected", "addr", addr)

@@ -56,7 +56,8 @@ var errExpired = errors.New("rpc: call expired")
 type clientConn struct {
 	addr    string
 	nc      net.Conn
-	maxBulk int // the server's request bulk limit; 0 if it did not say
+	maxBulk int             // the server's request bulk limit; 0 if it did not say
+	rd      *rdmaClientConn // set before use when calls travel over RDMA
 	nextID  atomic.Uint64
 	lastUse atomic.Int64 // unix nanoseconds of the last frame in or out
 	broken  atomic.Bool
@@ -67,6 +68,7 @@ type clientConn struct {
 	pending   map[uint64]*call
 	receiving *call  // the call whose reply the reader is reading
 	err       *Error // why the connection broke
+	rdmaLive  bool   // rd serves calls and has not finished
 }
 
 // newClientConn wraps an authenticated connection; the caller starts
@@ -92,18 +94,27 @@ func (cc *clientConn) idleSince(t time.Time) bool {
 }
 
 // fail breaks the connection: it closes the socket and fails every pending
-// call with err (or with the first error the connection broke with).
+// call with err (or with the first error the connection broke with). While
+// an RDMA queue pair serves the connection, its calls are failed once it
+// has flushed, by rdmaClientConn.finish, which knows which of them never
+// left.
 func (cc *clientConn) fail(err *Error) {
 	cc.mu.Lock()
 	if cc.err == nil {
 		cc.err = err
 	}
 	err = cc.err
-	pending := cc.pending
-	cc.pending = nil
+	var pending map[uint64]*call
+	if !cc.rdmaLive {
+		pending = cc.pending
+		cc.pending = nil
+	}
 	cc.mu.Unlock()
 	cc.broken.Store(true)
 	_ = cc.nc.Close()
+	if cc.rd != nil {
+		cc.rd.disconnect(err)
+	}
 	for _, c := range pending {
 		c.err = err
 		c.finish()
@@ -268,6 +279,9 @@ func (cc *clientConn) readLoop() {
 			return
 		}
 		cc.received(c)
+		if cc.rd != nil {
+			cc.rd.repliedOverTCP(h.id)
+		}
 	}
 }
 

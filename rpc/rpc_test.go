@@ -46,7 +46,15 @@ func quietLogger() *slog.Logger {
 // newTestServer starts a server with the test handlers on a random port.
 func newTestServer(t testing.TB, addr string) *Server {
 	t.Helper()
-	s := NewServer(ServerConfig{Addr: addr, Secret: testSecret, Logger: quietLogger()})
+	return startTestServer(t, ServerConfig{Addr: addr})
+}
+
+// startTestServer starts a server with the test handlers; the secret and
+// logger are filled in.
+func startTestServer(t testing.TB, cfg ServerConfig) *Server {
+	t.Helper()
+	cfg.Secret, cfg.Logger = testSecret, quietLogger()
+	s := NewServer(cfg)
 	s.Handle(opEcho, func(_ context.Context, req *Request) (*Reply, error) {
 		var r echoReq
 		if err := req.Decode(&r); err != nil {

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"github.com/stratafs/strata/rdma"
 )
 
 // Request is one incoming call. Body and Bulk are valid until the handler
@@ -26,6 +28,29 @@ type Request struct {
 	Body []byte // msgpack metadata
 	Bulk []byte // bulk payload, possibly empty
 	Peer string // remote address
+
+	in *inFrame
+}
+
+// BulkBuffer returns an n-byte buffer for the reply's bulk, valid until the
+// reply has been sent. A handler that fills it (or a prefix of it) and
+// returns that as Reply.Bulk saves a copy: on an RDMA connection it is
+// registered memory the reply's bulk is written to the client from, on TCP
+// a pooled buffer. A second call returns a plain new slice.
+func (r *Request) BulkBuffer(n int) []byte {
+	in := r.in
+	if in == nil || n <= 0 || in.replyBuf != nil {
+		return make([]byte, max(n, 0))
+	}
+	if in.rdma != nil {
+		if b := in.rdma.bulkBuffer(n); b != nil {
+			in.replyBuf = b
+			return b
+		}
+		return make([]byte, n)
+	}
+	in.replyBuf = getBuf(n)
+	return in.replyBuf
 }
 
 // Decode unmarshals the request body into v. An empty body leaves v as it is.
@@ -57,6 +82,17 @@ type ServerConfig struct {
 	Workers int          // handler goroutines; 0 picks a default
 	MaxBulk int          // largest bulk payload accepted; 0 means 16 MiB
 	Logger  *slog.Logger // nil: slog.Default()
+
+	// Transport is auto, tcp or rdma (see TransportAuto); empty: the
+	// STRATA_TRANSPORT environment variable, else auto. Under auto and
+	// rdma the server also listens through rdma_cm on its address and
+	// offers RDMA to every client that authenticates.
+	Transport string
+	// RDMA selects the device, port and GID and sizes queue pairs; the
+	// zero value reads rdma.ConfigFromEnv.
+	RDMA rdma.Config
+	// Verbs is the RDMA implementation; nil: rdma.Native().
+	Verbs rdma.Verbs
 }
 
 const (
@@ -77,6 +113,12 @@ type ServerStats struct {
 	Requests uint64 // requests handed to handlers since Start
 	Errors   uint64 // requests answered with an error status since Start
 	Refused  uint64 // connections refused (authentication, malformed frames)
+
+	// RDMAConns of the Conns move their requests over RDMA; the others
+	// over TCP.
+	RDMAConns int64
+	// RDMARequests of the Requests came over RDMA.
+	RDMARequests uint64
 }
 
 // Server serves registered handlers over TCP with gnet. Frames are parsed on
@@ -100,6 +142,12 @@ type Server struct {
 	ctx      context.Context // handlers' context, cancelled by Stop
 	cancel   context.CancelFunc
 	stopping chan struct{} // closed when Stop begins
+
+	transport    string
+	transportErr error // a transport setting that cannot work; Start fails
+	verbs        rdma.Verbs
+	rdmaCfg      rdma.Config
+	rdma         *rdmaServer // set by Start before serving, when RDMA is on
 
 	loopMu     sync.RWMutex   // guards queueing work on the event loops
 	loopClosed bool           // set by Stop before the engine shuts down
@@ -156,6 +204,10 @@ func NewServer(cfg ServerConfig) *Server {
 		lnFD:        -1,
 	}
 	s.handlers.Store(&map[uint16]Handler{})
+	s.transport, s.transportErr = resolveTransport(cfg.Transport)
+	if s.transportErr == nil {
+		s.verbs, s.rdmaCfg, s.transportErr = resolveRDMA(cfg.Verbs, cfg.RDMA)
+	}
 	return s
 }
 
@@ -188,6 +240,9 @@ func (s *Server) Start(ctx context.Context) error {
 	if len(s.secret) == 0 {
 		return errors.New("rpc: server has no cluster secret")
 	}
+	if s.transportErr != nil {
+		return s.transportErr
+	}
 	s.mu.Lock()
 	if s.started {
 		s.mu.Unlock()
@@ -198,6 +253,10 @@ func (s *Server) Start(ctx context.Context) error {
 		s.mu.Unlock()
 		return errors.New("rpc: server stopped")
 	default:
+	}
+	if err := s.startRDMA(); err != nil {
+		s.mu.Unlock()
+		return err
 	}
 	s.started = true
 	s.runDone = make(chan struct{})
@@ -226,6 +285,8 @@ func (s *Server) Start(ctx context.Context) error {
 			return fmt.Errorf("rpc: listen %s: %w", s.addrWant, err)
 		}
 	case <-s.runDone:
+		s.rdma.stop()
+		s.rdma.closePools()
 		return fmt.Errorf("rpc: listen %s: %w", s.addrWant, runErr)
 	}
 	stop := context.AfterFunc(ctx, s.Stop)
@@ -263,6 +324,7 @@ func (s *Server) Stop() {
 			s.stopEngine(eng, runDone, lnFD)
 		}
 		s.cancel()
+		s.rdma.stop()
 		s.handling.Wait()
 		// gnet drops the writes still queued when its loops exit, without
 		// calling back; release their buffers here.
@@ -270,6 +332,7 @@ func (s *Server) Stop() {
 			k.(*replyDone).run()
 			return true
 		})
+		s.rdma.closePools()
 	})
 }
 
@@ -303,13 +366,18 @@ func (s *Server) stopEngine(eng gnet.Engine, runDone chan struct{}, lnFD int) {
 
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() ServerStats {
-	return ServerStats{
+	st := ServerStats{
 		Conns:    s.connCount.Load(),
 		InFlight: s.inFlight.Load(),
 		Requests: s.requests.Load(),
 		Errors:   s.errs.Load(),
 		Refused:  s.refused.Load(),
 	}
+	if s.rdma != nil {
+		st.RDMAConns = s.rdma.bound.Load()
+		st.RDMARequests = s.rdma.requests.Load()
+	}
+	return st
 }
 
 // job is one complete request for a worker.
@@ -374,7 +442,7 @@ func (s *Server) serve(sc *serverConn, in *inFrame) {
 	defer sc.inFlight.Add(-1)
 
 	op, id := in.h.op, in.h.id
-	rep, err := s.invoke(in.handler, &Request{Op: op, Body: in.body, Bulk: in.bulk, Peer: sc.peer})
+	rep, err := s.invoke(in.handler, &Request{Op: op, Body: in.body, Bulk: in.bulk, Peer: sc.peer, in: in})
 
 	var release func()
 	if rep != nil {
@@ -391,6 +459,10 @@ func (s *Server) serve(sc *serverConn, in *inFrame) {
 		return
 	}
 	sc.lastActive.Store(time.Now().UnixNano())
+	if in.rdma != nil {
+		in.rdma.reply(s, sc, frame, bulk, in, release)
+		return
+	}
 	s.writeReply(sc, frame, bulk, in, release)
 }
 

@@ -29,6 +29,9 @@ type serverConn struct {
 	lastActive atomic.Int64 // unix nanoseconds of the last frame in or out
 	inFlight   atomic.Int64 // requests being handled
 
+	rdma      atomic.Pointer[rdmaServerConn] // the queue pair bound to the session
+	rdmaToken string                         // the binding token offered, on the loop
+
 	wmu         sync.Mutex // serializes writes to the socket
 	closed      bool       // OnClose ran: the descriptor is gnet's to close
 	queued      int        // replies handed to AsyncWritev, not yet written
@@ -107,6 +110,7 @@ func (e *eventHandler) OnClose(c gnet.Conn, _ error) gnet.Action {
 		return gnet.None
 	}
 	sc.markClosed()
+	e.s.rdma.closed(sc)
 	if sc.in != nil {
 		sc.in.release()
 		sc.in = nil
@@ -150,6 +154,9 @@ type inFrame struct {
 	body    []byte  // for the handler; nil when discarding
 	bulk    []byte  // for the handler; nil when discarding
 	got     int     // bytes of body and bulk received so far
+
+	replyBuf []byte       // from Request.BulkBuffer, pooled
+	rdma     *rdmaRequest // set when the request came over RDMA
 }
 
 // size is the length of the frame's body and bulk.
@@ -158,7 +165,13 @@ func (in *inFrame) size() int { return int(in.h.bodyLen) + int(in.h.bulkLen) }
 // release returns the frame's buffers to their pools.
 func (in *inFrame) release() {
 	putBuf(in.body)
+	if in.rdma != nil {
+		// The bulk is registered memory, not the pools'.
+		in.rdma.releaseBuffers()
+		return
+	}
 	putBuf(in.bulk)
+	putBuf(in.replyBuf)
 }
 
 // OnTraffic consumes everything buffered on c, then hands the complete
@@ -356,7 +369,7 @@ func (e *eventHandler) authenticate(c gnet.Conn, sc *serverConn, h header) bool 
 	}
 	sc.authed.Store(true)
 	return e.reply(c, sc, header{flags: flagReply, op: OpHello, id: h.id},
-		&welcomeMsg{MAC: serverMAC(s.secret, hello.Nonce, sc.nonce), MaxBulk: s.maxBulk})
+		&welcomeMsg{MAC: serverMAC(s.secret, hello.Nonce, sc.nonce), MaxBulk: s.maxBulk, RDMA: s.rdma.offer(sc, hello.Nonce)})
 }
 
 // reply writes a small reply from the event loop. It reports whether the

@@ -106,7 +106,7 @@ func New(opts Options) *Fabric {
 func (f *Fabric) Node(name string) *Node {
 	f.mu.Lock()
 	f.nodes++
-	n := &Node{fab: f, name: name, id: f.nodes}
+	n := &Node{fab: f, name: name, id: f.nodes, memlock: f.opts.MemlockLimit}
 	f.mu.Unlock()
 	n.dom = &domain{node: n, regions: make(map[uint32]*region)}
 	return n
@@ -147,10 +147,11 @@ func (f *Fabric) delayLocked() time.Duration {
 
 // Node is one host of a fabric. It implements rdma.Verbs.
 type Node struct {
-	fab  *Fabric
-	name string
-	id   int
-	dom  *domain
+	fab     *Fabric
+	name    string
+	id      int
+	dom     *domain
+	memlock int64 // guarded by the fabric's lock
 }
 
 var _ rdma.Verbs = (*Node)(nil)
@@ -162,6 +163,14 @@ func (n *Node) Devices() ([]string, error) {
 
 // Domain returns the node's protection domain.
 func (n *Node) Domain() rdma.Domain { return n.dom }
+
+// SetMemlockLimit bounds the bytes the node may register from now on, as
+// Options.MemlockLimit does for every node; 0 removes the bound.
+func (n *Node) SetMemlockLimit(bytes int64) {
+	n.fab.mu.Lock()
+	defer n.fab.mu.Unlock()
+	n.memlock = bytes
+}
 
 // Registered returns the bytes the node has registered now.
 func (n *Node) Registered() int64 {

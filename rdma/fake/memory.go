@@ -24,7 +24,7 @@ func (d *domain) Register(size int, access rdma.Access) (rdma.Region, error) {
 	}
 	f := d.node.fab
 	f.mu.Lock()
-	if lim := f.opts.MemlockLimit; lim > 0 && d.registered+int64(size) > lim {
+	if lim := d.node.memlock; lim > 0 && d.registered+int64(size) > lim {
 		f.mu.Unlock()
 		return nil, rdma.MemlockError(size, syscall.ENOMEM)
 	}
