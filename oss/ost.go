@@ -56,6 +56,7 @@ type OST struct {
 	flush   *flusher                   // closes what leaves the cache
 	shards  [objectShards]sync.RWMutex // see shardOf
 	tomb    *tombstones                // objects destroyed lately
+	listed  listCache                  // the directory a listing pages through
 
 	// verifier is the write verifier (proto.ObjWriteResp): the storage's
 	// boot id and the OST's UUID, hashed.

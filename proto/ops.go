@@ -57,6 +57,9 @@ const (
 	OpRegisterOSS  uint16 = 180 // RegisterOSSReq -> RegisterOSSResp
 	OpOSSHeartbeat uint16 = 181 // OSSHeartbeatReq -> Empty
 
+	// Administration.
+	OpFsck uint16 = 190 // FsckReq -> FsckResp (one page of strata fsck)
+
 	// OSS object operations (client or MDS to OSS).
 	OpObjWrite   uint16 = 200 // ObjWriteReq + bulk -> ObjWriteResp
 	OpObjRead    uint16 = 201 // ObjReadReq -> ObjReadResp + bulk
@@ -67,4 +70,7 @@ const (
 	OpOSTStatfs  uint16 = 206 // OSTStatfsReq -> OSTStatfsResp
 	OpObjFalloc  uint16 = 207 // ObjFallocateReq -> ObjWriteResp
 	OpObjCopy    uint16 = 208 // ObjCopyReq -> ObjCopyResp
+
+	// OSS administration (MDS to OSS).
+	OpOSTList uint16 = 220 // OSTListReq -> OSTListResp (fsck: an OST's objects, in pages)
 )
