@@ -37,7 +37,14 @@ type benchMeta struct {
 // benchServer serves a write op (bulk in, small reply) and a read op (small
 // request, bulk out of a shared buffer), like an OSS.
 func benchServer(b *testing.B) *Server {
-	s := NewServer(ServerConfig{Addr: "127.0.0.1:0", Secret: testSecret, Logger: quietLogger()})
+	return startBenchServer(b, ServerConfig{Addr: "127.0.0.1:0"})
+}
+
+// startBenchServer starts benchServer's handlers under cfg; the secret and
+// logger are filled in.
+func startBenchServer(b *testing.B, cfg ServerConfig) *Server {
+	cfg.Secret, cfg.Logger = testSecret, quietLogger()
+	s := NewServer(cfg)
 	data := pattern(1<<20, 1)
 	s.Handle(opBenchWrite, func(_ context.Context, req *Request) (*Reply, error) {
 		return &Reply{Body: &benchResp{N: len(req.Bulk)}}, nil
