@@ -34,7 +34,7 @@ func (s *Service) SetConsistency(ctx context.Context, req *proto.SetConsistencyR
 	default:
 		return fmt.Errorf("mds: consistency mode %q: %w", req.Mode, syscall.EINVAL)
 	}
-	return s.updateInode(ctx, req.Ino, func(t *mtx) error {
+	return s.updateInode(ctx, req.Ino, s.tagged(req.Tag, proto.OpSetConsistency, nil, func(t *mtx) error {
 		dir, err := t.dir(req.Ino)
 		if err != nil {
 			return err
@@ -53,7 +53,7 @@ func (s *Service) SetConsistency(ctx context.Context, req *proto.SetConsistencyR
 		dir.Flags = dir.Flags&^consistencyFlags | flags
 		t.changed(dir)
 		return nil
-	})
+	}))
 }
 
 // inheritedFlags returns the flags a new inode takes from its directory: a

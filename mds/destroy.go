@@ -280,12 +280,15 @@ func (s *Service) reapOrphan(ctx context.Context, ino uint64) (bool, error) {
 	return destroyed, err
 }
 
-// runOrphanReaper reaps orphans once the grace period after start (two
-// leases, time for clients to reconnect and reopen) has passed, and again
-// every grace period after.
+// runOrphanReaper reaps orphans once the recovery window has closed (the
+// clients that held them open have replayed their opens by then, or been
+// evicted), and again every two leases after.
 func (s *Service) runOrphanReaper(ctx context.Context) {
 	grace := 2 * s.lease
-	t := time.NewTimer(max(0, grace-s.now().Sub(s.start)))
+	if !s.waitRecovery(ctx) {
+		return
+	}
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
 		select {
@@ -305,7 +308,8 @@ func (s *Service) runOrphanReaper(ctx context.Context) {
 // truncates a crash interrupted.
 func (s *Service) Background(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, f := range []func(context.Context){s.runDestroyWorker, s.runLeaseReaper, s.runOrphanReaper, s.runTruncateRecovery} {
+	for _, f := range []func(context.Context){s.runDestroyWorker, s.runLeaseReaper, s.runOrphanReaper, s.runTruncateRecovery,
+		s.runRecoveryWindow} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

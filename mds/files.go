@@ -46,7 +46,9 @@ func (s *Service) capabilityOf(in *inode, rights uint8) proto.Capability {
 
 // Create creates a regular file in Parent and opens it. If the name exists,
 // it fails with EEXIST under O_EXCL and otherwise opens the existing file
-// (a non-regular one fails as Open would).
+// (a non-regular one fails as Open would). A handle open for writing is
+// recorded in the store with the file, and so is the reply (req.Tag): a
+// resend of a create that committed gets the first reply, not EEXIST.
 func (s *Service) Create(ctx context.Context, req *proto.CreateReq) (*proto.OpenResp, error) {
 	if err := checkName(req.Name); err != nil {
 		return nil, err
@@ -74,9 +76,14 @@ func (s *Service) Create(ctx context.Context, req *proto.CreateReq) (*proto.Open
 	}
 	var resp proto.OpenResp
 	var existing uint64
+	replay := false
 	err = s.updateIn(ctx, []uint64{req.Parent}, func(t *mtx) error {
 		existing = 0
 		resp = proto.OpenResp{}
+		var err error
+		if replay, err = replayed(t, req.Tag, proto.OpCreate, &resp); replay || err != nil {
+			return err
+		}
 		if d, ok, err := t.lookup(req.Parent, req.Name); err != nil {
 			return err
 		} else if ok {
@@ -95,24 +102,44 @@ func (s *Service) Create(ctx context.Context, req *proto.CreateReq) (*proto.Open
 		}
 		resp.Attr, resp.Layout = in.attr(), *in.Layout
 		resp.Cap = s.capabilityOf(in, rights)
-		return nil
+		resp.Handle = h.id
+		if rights&proto.RightWrite != 0 {
+			if err := t.recordHandle(h); err != nil {
+				return err
+			}
+		}
+		return t.remember(req.Tag, proto.OpCreate, &resp)
 	})
-	if err != nil || existing != 0 {
+	if err != nil || existing != 0 || replay {
 		s.open.remove(h.id)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if existing != 0 {
-		return s.Open(ctx, &proto.OpenReq{Cred: req.Cred, Session: req.Session, Ino: existing, Flags: req.Flags, KillPrivs: req.KillPrivs})
+	if replay {
+		return s.replayedOpen(ctx, &resp, req.Session, req.Cred.Uid, req.Flags, rights)
 	}
-	resp.Handle = h.id
+	if existing != 0 {
+		return s.open1(ctx, &proto.OpenReq{Cred: req.Cred, Session: req.Session, Ino: existing, Flags: req.Flags,
+			KillPrivs: req.KillPrivs, Tag: req.Tag}, proto.OpCreate)
+	}
 	return &resp, nil
 }
 
 // Open opens an existing regular file, checking read and write permission
-// as the flags ask; O_TRUNC truncates it to zero.
+// as the flags ask; O_TRUNC truncates it to zero. A handle open for writing
+// is recorded in the store, with the reply. With Replay it re-establishes
+// an open the client had before this MDS started (see recovery.go).
 func (s *Service) Open(ctx context.Context, req *proto.OpenReq) (*proto.OpenResp, error) {
+	if req.Replay {
+		return s.reopen(ctx, req)
+	}
+	return s.open1(ctx, req, proto.OpOpen)
+}
+
+// open1 is Open for a request whose reply is recorded under op (OpOpen, or
+// OpCreate for a create that found the file).
+func (s *Service) open1(ctx context.Context, req *proto.OpenReq, op uint16) (*proto.OpenResp, error) {
 	rights, mask, err := openRights(req.Flags)
 	if err != nil {
 		return nil, err
@@ -125,7 +152,16 @@ func (s *Service) Open(ctx context.Context, req *proto.OpenReq) (*proto.OpenResp
 		return nil, err
 	}
 	var resp proto.OpenResp
-	err = s.view(ctx, func(t *mtx) error {
+	write := rights&proto.RightWrite != 0
+	replay := false
+	body := func(t *mtx) error {
+		resp = proto.OpenResp{}
+		if write {
+			var err error
+			if replay, err = replayed(t, req.Tag, op, &resp); replay || err != nil {
+				return err
+			}
+		}
 		in, err := t.inode(req.Ino)
 		if err != nil {
 			return err
@@ -138,29 +174,107 @@ func (s *Service) Open(ctx context.Context, req *proto.OpenReq) (*proto.OpenResp
 		}
 		resp.Attr, resp.Layout = in.attr(), *in.Layout
 		resp.Cap = s.capabilityOf(in, rights)
-		return nil
-	})
+		resp.Handle = h.id
+		if !write {
+			return nil
+		}
+		if err := t.recordHandle(h); err != nil {
+			return err
+		}
+		return t.remember(req.Tag, op, &resp)
+	}
+	// Read-opens write nothing: their clients replay them after a restart.
+	if write {
+		err = s.update(ctx, body)
+	} else {
+		err = s.view(ctx, body)
+	}
 	gate.RUnlock()
+	if replay {
+		s.open.remove(h.id)
+		return s.replayedOpen(ctx, &resp, req.Session, req.Cred.Uid, req.Flags, rights)
+	}
 	if err == nil && req.Flags&syscall.O_TRUNC != 0 {
-		var in *inode
-		// The open checked write permission; the truncate needs no more.
-		valid := proto.SetSize
-		if req.KillPrivs {
-			valid |= proto.SetKillPrivs
-		}
-		in, err = s.setattr(ctx, &proto.SetattrReq{Cred: req.Cred, Ino: req.Ino, Handle: h.id, Valid: valid}, true)
-		if err == nil {
-			resp.Attr, resp.Layout = in.attr(), *in.Layout
-			resp.Cap = s.capabilityOf(in, rights)
-		}
+		err = s.truncateAtOpen(ctx, req, h.id, rights, &resp)
 	}
 	if err != nil {
-		if _, err := s.release(ctx, h.id, nil); err != nil {
+		if _, err := s.release(ctx, h.id, nil, proto.ReqTag{}); err != nil {
 			s.log.Warn("mds: release after failed open", "ino", fmt.Sprintf("%#x", req.Ino), "err", err)
 		}
 		return nil, err
 	}
-	resp.Handle = h.id
+	return &resp, nil
+}
+
+// truncateAtOpen truncates a file an O_TRUNC open opened as handle.
+func (s *Service) truncateAtOpen(ctx context.Context, req *proto.OpenReq, handle uint64, rights uint8, resp *proto.OpenResp) error {
+	// The open checked write permission; the truncate needs no more.
+	valid := proto.SetSize
+	if req.KillPrivs {
+		valid |= proto.SetKillPrivs
+	}
+	in, err := s.setattr(ctx, &proto.SetattrReq{Cred: req.Cred, Ino: req.Ino, Handle: handle, Valid: valid}, true)
+	if err != nil {
+		return err
+	}
+	resp.Attr, resp.Layout = in.attr(), *in.Layout
+	resp.Cap = s.capabilityOf(in, rights)
+	return nil
+}
+
+// replayedOpen finishes a resent open or create whose first execution
+// committed: resp is its recorded reply, whose handle is open (this MDS
+// kept it, or loaded it from the store after a restart). An O_TRUNC is done
+// again: the client cannot have written between (it had no reply), and a
+// crash may have come between the open's commit and its truncate.
+func (s *Service) replayedOpen(ctx context.Context, resp *proto.OpenResp, session uint64, uid, flags uint32, rights uint8) (*proto.OpenResp, error) {
+	if _, err := s.open.restore(&handle{id: resp.Handle, session: session, ino: resp.Attr.Ino, flags: flags, uid: uid, rights: rights}); err != nil {
+		return nil, err
+	}
+	if flags&syscall.O_TRUNC != 0 {
+		req := &proto.OpenReq{Session: session, Ino: resp.Attr.Ino, Flags: flags, Cred: proto.Cred{Uid: uid}}
+		if err := s.truncateAtOpen(ctx, req, resp.Handle, rights, resp); err != nil {
+			return nil, err
+		}
+	}
+	return resp, nil
+}
+
+// reopen re-establishes an open its client held before this MDS started:
+// the handle keeps its number. Permission is checked again.
+func (s *Service) reopen(ctx context.Context, req *proto.OpenReq) (*proto.OpenResp, error) {
+	rights, mask, err := openRights(req.Flags)
+	if err != nil {
+		return nil, err
+	}
+	if req.Handle == 0 {
+		return nil, fmt.Errorf("mds: replayed open of %#x without a handle: %w", req.Ino, syscall.EINVAL)
+	}
+	var resp proto.OpenResp
+	err = s.view(ctx, func(t *mtx) error {
+		in, err := t.inode(req.Ino)
+		if err != nil {
+			return err
+		}
+		if err := checkOpenable(in); err != nil {
+			return err
+		}
+		if err := need(&req.Cred, in, mask, "reopen"); err != nil {
+			return err
+		}
+		resp = proto.OpenResp{Handle: req.Handle, Attr: in.attr(), Layout: *in.Layout, Cap: s.capabilityOf(in, rights)}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	gate := s.gates.of(req.Ino)
+	gate.RLock()
+	_, err = s.open.restore(&handle{id: req.Handle, session: req.Session, ino: req.Ino, flags: req.Flags, uid: req.Cred.Uid, rights: rights})
+	gate.RUnlock()
+	if err != nil {
+		return nil, err
+	}
 	return &resp, nil
 }
 
@@ -179,10 +293,26 @@ func checkOpenable(in *inode) error {
 
 // Close releases a handle. A writer's reported size merges as a maximum and
 // its mtime, ctime and data version advance. The last close of an orphan
-// destroys it.
+// destroys it. A resent close whose first execution committed gets the
+// first reply (req.Tag), not EBADF.
 func (s *Service) Close(ctx context.Context, req *proto.CloseReq) (*proto.AttrResp, error) {
 	h, err := s.open.get(req.Handle, req.Ino)
 	if err != nil {
+		var resp proto.AttrResp
+		done := false
+		if !req.Tag.IsZero() {
+			verr := s.view(ctx, func(t *mtx) error {
+				var err error
+				done, err = replayed(t, req.Tag, proto.OpClose, &resp)
+				return err
+			})
+			if verr != nil {
+				return nil, verr
+			}
+		}
+		if done {
+			return &resp, nil
+		}
 		return nil, err
 	}
 	if req.Session != 0 && h.session != req.Session {
@@ -192,7 +322,7 @@ func (s *Service) Close(ctx context.Context, req *proto.CloseReq) (*proto.AttrRe
 	if req.Wrote {
 		w = req
 	}
-	attr, err := s.release(ctx, req.Handle, w)
+	attr, err := s.release(ctx, req.Handle, w, req.Tag)
 	if err != nil {
 		return nil, err
 	}
@@ -200,10 +330,11 @@ func (s *Service) Close(ctx context.Context, req *proto.CloseReq) (*proto.AttrRe
 }
 
 // release removes a handle from the open table, merges what its writer
-// reported (w, may be nil) and destroys the file if this was the last
-// handle of an orphan. A handle of an inode that does not exist is just
-// dropped.
-func (s *Service) release(ctx context.Context, id uint64, w *proto.CloseReq) (proto.Attr, error) {
+// reported (w, may be nil), deletes the handle's record if it was open for
+// writing, and destroys the file if this was the last handle of an orphan.
+// A handle of an inode that does not exist is just dropped. The reply is
+// recorded under tag when the release writes the store.
+func (s *Service) release(ctx context.Context, id uint64, w *proto.CloseReq, tag proto.ReqTag) (proto.Attr, error) {
 	h, left, ok := s.open.remove(id)
 	if !ok {
 		return proto.Attr{}, fmt.Errorf("mds: close handle %#x: %w", id, syscall.EBADF)
@@ -214,10 +345,12 @@ func (s *Service) release(ctx context.Context, id uint64, w *proto.CloseReq) (pr
 		defer gate.Unlock()
 		left = s.open.count(h.ino)
 	}
-	wrote := w != nil && h.rights&proto.RightWrite != 0
-	if !wrote {
-		// Nothing to merge: a snapshot read answers, unless this was the
-		// last handle of a file that may have lost its last link.
+	writer := h.rights&proto.RightWrite != 0
+	wrote := w != nil && writer
+	if !writer {
+		// Nothing to merge or delete: a snapshot read answers, unless
+		// this was the last handle of a file that may have lost its
+		// last link.
 		attr, orphan, err := s.attrAtRelease(ctx, h.ino)
 		if err != nil || left > 0 || !orphan {
 			return attr, err
@@ -227,6 +360,12 @@ func (s *Service) release(ctx context.Context, id uint64, w *proto.CloseReq) (pr
 	queued := false
 	err := s.updateInode(ctx, h.ino, func(t *mtx) error {
 		queued = false
+		attr = proto.Attr{}
+		if writer {
+			if err := t.kv.Delete(t.k.handle(h.id)); err != nil {
+				return err
+			}
+		}
 		in, err := t.inode(h.ino)
 		if isErrno(err, syscall.ENOENT) {
 			// A failed open of a missing inode: nothing to release.
@@ -240,9 +379,11 @@ func (s *Service) release(ctx context.Context, id uint64, w *proto.CloseReq) (pr
 		}
 		attr = in.attr()
 		if left == 0 && in.Nlink == 0 {
-			queued, err = s.destroyInode(t, in)
+			if queued, err = s.destroyInode(t, in); err != nil {
+				return err
+			}
 		}
-		return err
+		return t.remember(tag, proto.OpClose, &proto.AttrResp{Attr: attr})
 	})
 	if queued {
 		s.kickDestroy()
@@ -344,7 +485,7 @@ func (s *Service) Append(ctx context.Context, req *proto.AppendReq) (*proto.Appe
 		return nil, fmt.Errorf("mds: append of %d bytes to %#x: %w", req.Len, req.Ino, syscall.EFBIG)
 	}
 	var resp proto.AppendResp
-	err = s.updateInode(ctx, req.Ino, func(t *mtx) error {
+	err = s.updateInode(ctx, req.Ino, s.tagged(req.Tag, proto.OpAppend, &resp, func(t *mtx) error {
 		in, err := t.inode(req.Ino)
 		if err != nil {
 			return err
@@ -358,7 +499,7 @@ func (s *Service) Append(ctx context.Context, req *proto.AppendReq) (*proto.Appe
 		}
 		t.mergeWrite(in, in.Size+req.Len, 0, h.uid, in.TruncEpoch)
 		return nil
-	})
+	}))
 	if err != nil {
 		return nil, err
 	}

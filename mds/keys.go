@@ -43,6 +43,19 @@ import (
 //	                                 committed (and the record deleted) only
 //	                                 once every object is cut, and an MDS
 //	                                 finishes records a crash left behind
+//	P 'S' session(u64)            -> sessionRecord: a client session; its
+//	                                 liveness is kept in the memory of the
+//	                                 MDSes it renews with, never written per
+//	                                 operation, and restarts with each MDS
+//	P 'H' handle(u64)             -> handleRecord: a file open for writing
+//	                                 (size merging and orphans must survive
+//	                                 an MDS restart; read-opens are replayed
+//	                                 by their clients instead)
+//	P 'r' session(u64) slot(u16)  -> replyRecord: the last modifying request
+//	                                 of a session through one of its reply
+//	                                 slots and its reply, written in the
+//	                                 transaction of the request (see
+//	                                 proto.ReqTag)
 //	P 'L'                         -> i64 BE unix nanoseconds: the rename
 //	                                 lock (Lustre's big rename lock), written
 //	                                 by every move of a directory to another
@@ -70,6 +83,9 @@ const (
 	tagDestroy  = 'Q'
 	tagRegistry = 'R'
 	tagRenameLk = 'L'
+	tagSession  = 'S'
+	tagHandle   = 'H'
+	tagReply    = 'r'
 	tagTruncate = 'T'
 	tagFS       = 'F'
 )
@@ -155,6 +171,42 @@ func (k keys) truncateIno(key []byte) (uint64, error) {
 	n := len(k.prefix) + 1
 	if len(key) != n+8 || key[len(k.prefix)] != tagTruncate {
 		return 0, fmt.Errorf("mds: bad truncate key %q", key)
+	}
+	return binary.BigEndian.Uint64(key[n:]), nil
+}
+
+// session is the key of a session record.
+func (k keys) session(id uint64) []byte {
+	return binary.BigEndian.AppendUint64(k.tagged(tagSession, 8), id)
+}
+
+// sessionRange covers every session record.
+func (k keys) sessionRange() ([]byte, []byte) { return rangeOf(k.tagged(tagSession, 0)) }
+
+// handle is the key of an open-for-write handle record.
+func (k keys) handle(id uint64) []byte {
+	return binary.BigEndian.AppendUint64(k.tagged(tagHandle, 8), id)
+}
+
+// handleRange covers every handle record.
+func (k keys) handleRange() ([]byte, []byte) { return rangeOf(k.tagged(tagHandle, 0)) }
+
+// reply is the key of one reply slot of a session.
+func (k keys) reply(session uint64, slot uint16) []byte {
+	b := binary.BigEndian.AppendUint64(k.tagged(tagReply, 10), session)
+	return binary.BigEndian.AppendUint16(b, slot)
+}
+
+// replyRange covers every reply slot of a session.
+func (k keys) replyRange(session uint64) ([]byte, []byte) {
+	return rangeOf(binary.BigEndian.AppendUint64(k.tagged(tagReply, 8), session))
+}
+
+// idOf returns the u64 after the tag of a session or handle key.
+func (k keys) idOf(key []byte, tag byte) (uint64, error) {
+	n := len(k.prefix) + 1
+	if len(key) != n+8 || key[len(k.prefix)] != tag {
+		return 0, fmt.Errorf("mds: bad %c key %q", tag, key)
 	}
 	return binary.BigEndian.Uint64(key[n:]), nil
 }

@@ -143,7 +143,7 @@ func (s *Service) SetLayout(ctx context.Context, req *proto.SetLayoutReq) (*prot
 	}
 	var resp proto.GetLayoutResp
 	queued := false
-	err := s.updateInode(ctx, req.Ino, func(t *mtx) error {
+	err := s.updateInode(ctx, req.Ino, s.tagged(req.Tag, proto.OpSetLayout, &resp, func(t *mtx) error {
 		queued = false
 		in, err := t.inode(req.Ino)
 		if err != nil {
@@ -179,7 +179,7 @@ func (s *Service) SetLayout(ctx context.Context, req *proto.SetLayoutReq) (*prot
 		t.changed(in)
 		resp = layoutOf(in)
 		return nil
-	})
+	}))
 	if err != nil {
 		return nil, err
 	}

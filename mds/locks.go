@@ -14,9 +14,10 @@ import (
 // Locks are served from an in-memory lock.Manager: they last while this
 // MDS runs and their session lives. A session that ends (disconnect, or a
 // lease the reaper finds expired) loses every lock it held, so the locks of
-// a dead client are free again within about one lease. An MDS restart loses
-// every lock; clients are not told (lock recovery, as Lustre replays it, is
-// not implemented).
+// a dead client are free again within about one lease. After an MDS
+// restart (or an MDT takeover) clients replay the locks they held during
+// the recovery window, in which no other lock is granted (recovery.go), so
+// a held lock is still held afterwards and nobody slipped in between.
 //
 // The manager does not know which sessions are alive, so each request
 // checks its session before and after asking: endSession forgets a session
@@ -46,9 +47,23 @@ func (s *Service) Lock(ctx context.Context, req *proto.LockReq) (*proto.LockResp
 	if err := s.open.live(req.Session, s.now()); err != nil {
 		return nil, err
 	}
+	if !req.Replay && req.Type != proto.LockUnlock && s.recovering() {
+		// Locks held before the restart are being replayed: a new one
+		// waits for the window to close, so that it cannot take what a
+		// replay is about to claim back.
+		slice, cancel := context.WithTimeout(ctx, s.lockWait)
+		closed := s.waitRecovery(slice)
+		cancel()
+		if !closed {
+			if req.Wait {
+				return nil, fmt.Errorf("mds: lock %#x: recovery in progress: %w", req.Ino, syscall.EAGAIN)
+			}
+			return nil, fmt.Errorf("mds: lock %#x: recovery in progress, try again: %w", req.Ino, syscall.EINPROGRESS)
+		}
+	}
 	r := lockRequest(req)
 	var err error
-	if req.Wait && req.Type != proto.LockUnlock {
+	if req.Wait && req.Type != proto.LockUnlock && !req.Replay {
 		slice, cancel := context.WithTimeout(ctx, s.lockWait)
 		err = s.locks.Lock(slice, r, true)
 		cancel()

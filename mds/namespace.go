@@ -144,7 +144,7 @@ func (s *Service) Mkdir(ctx context.Context, req *proto.MkdirReq) (*proto.EntryR
 		return nil, err
 	}
 	var resp proto.EntryResp
-	err = s.updateIn(ctx, []uint64{req.Parent}, func(t *mtx) error {
+	err = s.updateIn(ctx, []uint64{req.Parent}, s.tagged(req.Tag, proto.OpMkdir, &resp, func(t *mtx) error {
 		mode := proto.ModeDir | req.Mode&(0o777|modeStick)
 		in, err := s.newEntry(t, &req.Cred, req.Parent, req.Name, ino, mode, req.Umask, func(dir, in *inode) error {
 			if dir.Nlink >= maxLinks {
@@ -160,7 +160,7 @@ func (s *Service) Mkdir(ctx context.Context, req *proto.MkdirReq) (*proto.EntryR
 		}
 		resp.Attr = in.attr()
 		return nil
-	})
+	}))
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +197,7 @@ func (s *Service) Mknod(ctx context.Context, req *proto.MknodReq) (*proto.EntryR
 		return nil, err
 	}
 	var resp proto.EntryResp
-	err = s.updateIn(ctx, []uint64{req.Parent}, func(t *mtx) error {
+	err = s.updateIn(ctx, []uint64{req.Parent}, s.tagged(req.Tag, proto.OpMknod, &resp, func(t *mtx) error {
 		in, err := s.newEntry(t, &req.Cred, req.Parent, req.Name, ino, mode, req.Umask, func(dir, in *inode) error {
 			if in.isRegular() {
 				return s.instantiate(t, dir, in, layout.Spec{}, rootDef)
@@ -212,7 +212,7 @@ func (s *Service) Mknod(ctx context.Context, req *proto.MknodReq) (*proto.EntryR
 		}
 		resp.Attr = in.attr()
 		return nil
-	})
+	}))
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +235,7 @@ func (s *Service) Symlink(ctx context.Context, req *proto.SymlinkReq) (*proto.En
 		return nil, err
 	}
 	var resp proto.EntryResp
-	err = s.updateIn(ctx, []uint64{req.Parent}, func(t *mtx) error {
+	err = s.updateIn(ctx, []uint64{req.Parent}, s.tagged(req.Tag, proto.OpSymlink, &resp, func(t *mtx) error {
 		in, err := s.newEntry(t, &req.Cred, req.Parent, req.Name, ino, proto.ModeSymlink|0o777, 0, func(_, in *inode) error {
 			in.Mode = proto.ModeSymlink | 0o777 // the setgid rule does not apply
 			in.Target = req.Target
@@ -247,7 +247,7 @@ func (s *Service) Symlink(ctx context.Context, req *proto.SymlinkReq) (*proto.En
 		}
 		resp.Attr = in.attr()
 		return nil
-	})
+	}))
 	if err != nil {
 		return nil, err
 	}
@@ -280,7 +280,7 @@ func (s *Service) Link(ctx context.Context, req *proto.LinkReq) (*proto.EntryRes
 		return nil, err
 	}
 	var resp proto.EntryResp
-	err := s.updateIn(ctx, []uint64{req.NewParent}, func(t *mtx) error {
+	err := s.updateIn(ctx, []uint64{req.NewParent}, s.tagged(req.Tag, proto.OpLink, &resp, func(t *mtx) error {
 		dir, err := t.dir(req.NewParent)
 		if err != nil {
 			return err
@@ -312,7 +312,7 @@ func (s *Service) Link(ctx context.Context, req *proto.LinkReq) (*proto.EntryRes
 		t.touch(dir)
 		resp.Attr = in.attr()
 		return nil
-	})
+	}))
 	if err != nil {
 		return nil, err
 	}
@@ -329,7 +329,7 @@ func (s *Service) Unlink(ctx context.Context, req *proto.UnlinkReq) error {
 	gate := gateHold{s: s}
 	defer gate.release()
 	queued := false
-	err := s.updateIn(ctx, []uint64{req.Parent}, func(t *mtx) error {
+	err := s.updateIn(ctx, []uint64{req.Parent}, s.tagged(req.Tag, proto.OpUnlink, nil, func(t *mtx) error {
 		queued = false
 		dir, err := t.dir(req.Parent)
 		if err != nil {
@@ -361,7 +361,7 @@ func (s *Service) Unlink(ctx context.Context, req *proto.UnlinkReq) error {
 		t.touch(dir)
 		queued, err = s.dropLink(t, in, &gate)
 		return err
-	})
+	}))
 	if err != nil {
 		return err
 	}
@@ -411,7 +411,7 @@ func (s *Service) Rmdir(ctx context.Context, req *proto.RmdirReq) error {
 	if err := checkName(req.Name); err != nil {
 		return err
 	}
-	return s.updateIn(ctx, []uint64{req.Parent}, func(t *mtx) error {
+	return s.updateIn(ctx, []uint64{req.Parent}, s.tagged(req.Tag, proto.OpRmdir, nil, func(t *mtx) error {
 		dir, err := t.dir(req.Parent)
 		if err != nil {
 			return err
@@ -441,7 +441,7 @@ func (s *Service) Rmdir(ctx context.Context, req *proto.RmdirReq) error {
 		}
 		t.touch(dir)
 		return nil
-	})
+	}))
 }
 
 // removeDir deletes the empty directory victim, entry name of dir, and

@@ -76,9 +76,36 @@ type inode struct {
 	// it, objects remember the epoch that last cut them, and sizes reported
 	// from an older epoch are not merged (see truncate.go).
 	TruncEpoch uint64 `msgpack:"e,omitempty"`
+	// Written marks the objects of Layout that writers reported writing,
+	// one bit per object in layout order, so that fsck can tell an object
+	// lost on its OST from a stripe never written (see written.go).
+	Written []byte `msgpack:"w,omitempty"`
 
 	// Symbolic links.
 	Target string `msgpack:"T,omitempty"`
+}
+
+// sessionRecord is a client session.
+type sessionRecord struct {
+	ClientID string `msgpack:"c"`
+	Created  int64  `msgpack:"t"` // unix nanoseconds
+}
+
+// handleRecord is a file open for writing.
+type handleRecord struct {
+	Session uint64 `msgpack:"s"`
+	Ino     uint64 `msgpack:"i"`
+	Flags   uint32 `msgpack:"f"`
+	Uid     uint32 `msgpack:"u"`
+	Rights  uint8  `msgpack:"r"`
+}
+
+// replyRecord is what a reply slot holds: the request id and opcode that
+// last went through it and the reply it got (msgpack of the reply body).
+type replyRecord struct {
+	ID    uint64 `msgpack:"i"`
+	Op    uint16 `msgpack:"o"`
+	Reply []byte `msgpack:"r"`
 }
 
 // truncateRecord is a truncate in progress: the size it sets and the epoch

@@ -29,7 +29,7 @@ func (in *inode) EncodeMsgpack(e *msgpack.Encoder) error {
 	n := 7 // mode, uid, gid, nlink and the three times are always present
 	for _, present := range [...]bool{in.Size != 0, in.Rdev != 0, in.Flags != 0, len(in.ACL) > 0, in.Parent != 0,
 		hasDirLayout, len(in.DefACL) > 0, in.Layout != nil, in.NextObjSeq != 0, in.DataVersion != 0, in.TruncEpoch != 0,
-		in.Target != ""} {
+		len(in.Written) > 0, in.Target != ""} {
 		if present {
 			n++
 		}
@@ -75,6 +75,9 @@ func (in *inode) EncodeMsgpack(e *msgpack.Encoder) error {
 	}
 	if in.TruncEpoch != 0 {
 		w.uint64("e", in.TruncEpoch)
+	}
+	if len(in.Written) > 0 {
+		w.value("w", in.Written)
 	}
 	if in.Target != "" {
 		w.key("T")
@@ -180,6 +183,8 @@ func (in *inode) decodeFields(d *msgpack.Decoder, skipLayout bool) error {
 			in.DataVersion, err = d.DecodeUint64()
 		case "e":
 			in.TruncEpoch, err = d.DecodeUint64()
+		case "w":
+			in.Written, err = d.DecodeBytes()
 		case "T":
 			in.Target, err = d.DecodeString()
 		default:

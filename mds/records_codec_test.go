@@ -62,6 +62,9 @@ func randomInode(r *rand.Rand) *inode {
 		in.DataVersion = r.Uint64()
 	}
 	if some() {
+		in.Written = []byte{0x05, byte(r.Uint32())}
+	}
+	if some() {
 		in.Target = "../some/target"
 	}
 	return in

@@ -33,11 +33,11 @@ func (s *Service) Rename(ctx context.Context, req *proto.RenameReq) error {
 	gate := gateHold{s: s}
 	defer gate.release()
 	queued := false
-	err := s.updateIn(ctx, []uint64{req.Parent, req.NewParent}, func(t *mtx) error {
+	err := s.updateIn(ctx, []uint64{req.Parent, req.NewParent}, s.tagged(req.Tag, proto.OpRename, nil, func(t *mtx) error {
 		var err error
 		queued, err = s.rename(t, req, &gate)
 		return err
-	})
+	}))
 	if err != nil {
 		return err
 	}

@@ -155,6 +155,7 @@ func (s *Service) Register(srv *rpc.Server) {
 	serve(srv, proto.OpGetCap, s.GetCap)
 	serve(srv, proto.OpAppend, s.Append)
 	serveEmpty(srv, proto.OpSync, s.Sync)
+	serveEmpty(srv, proto.OpRecovered, s.Recovered)
 
 	serve(srv, proto.OpGetxattr, s.Getxattr)
 	serveEmpty(srv, proto.OpSetxattr, s.Setxattr)

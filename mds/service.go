@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,10 @@ type ServiceOptions struct {
 	Now func() time.Time
 	// KVDir is the embedded engine's directory, for MDT usage; "" if none.
 	KVDir string
+	// RecoveryWindow is how long after its start the MDS waits for the
+	// clients of before to replay their opens and locks; 0 means the
+	// lease plus a half.
+	RecoveryWindow time.Duration
 }
 
 // Service is the metadata service: the namespace, open files, layouts and
@@ -64,6 +69,10 @@ type Service struct {
 	kvDir  string
 	start  time.Time
 	served []uint32 // MDTs this service serves
+	// instance names this run (proto.ConnectResp.Instance).
+	instance       uint64
+	recov          recoveryState
+	recoveryWindow time.Duration
 
 	alloc    layout.Allocator
 	inos     inoAllocator
@@ -114,6 +123,11 @@ func NewService(ctx context.Context, db *kv.DB, opts ServiceOptions) (*Service, 
 	if s.lease <= 0 {
 		s.lease = DefaultLease
 	}
+	s.recoveryWindow = opts.RecoveryWindow
+	if s.recoveryWindow <= 0 {
+		s.recoveryWindow = s.lease + s.lease/2
+	}
+	s.instance = rand.Uint64() | 1
 	s.start = s.now()
 	s.open.init()
 	s.served = slices.Clone(opts.MDTs)
@@ -138,6 +152,9 @@ func NewService(ctx context.Context, db *kv.DB, opts ServiceOptions) (*Service, 
 		return nil, err
 	}
 	if err := s.targets.load(ctx, s); err != nil {
+		return nil, err
+	}
+	if err := s.loadRecovery(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -11,12 +11,16 @@ import (
 	"github.com/stratafs/strata/proto"
 )
 
-// session is one connected client.
+// session is one connected client. Its record is in the store (so another
+// run of the MDS knows it); its liveness only here.
 type session struct {
 	id       uint64
 	clientID string
 	expires  time.Time
 	handles  map[uint64]struct{}
+	// recovering: known from the store at this MDS's start, and has not
+	// said yet that it replayed its opens and locks (OpRecovered).
+	recovering bool
 }
 
 // handle is one open of a file.
@@ -29,8 +33,9 @@ type handle struct {
 	rights  uint8
 }
 
-// openTable holds the sessions and their open handles. Sessions live only
-// in memory: after an MDS restart clients reconnect and reopen.
+// openTable holds the sessions and their open handles in memory. Session
+// records and handles open for writing are also in the store (recovery.go);
+// read handles and locks come back by client replay after a restart.
 type openTable struct {
 	mu         sync.Mutex
 	sessions   map[uint64]*session
@@ -59,17 +64,38 @@ func (o *openTable) count(ino uint64) int {
 func (o *openTable) add(sessionID, ino uint64, flags, uid uint32, rights uint8) (*handle, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	ss := o.sessions[sessionID]
-	if ss == nil {
-		return nil, fmt.Errorf("mds: session %#x unknown or expired: reconnect: %w", sessionID, syscall.ENOTCONN)
-	}
 	o.nextHandle++
-	h := &handle{id: o.nextHandle, session: sessionID, ino: ino, flags: flags, uid: uid, rights: rights}
+	for o.handles[o.nextHandle] != nil || o.nextHandle == 0 {
+		o.nextHandle++
+	}
+	return o.addLocked(&handle{id: o.nextHandle, session: sessionID, ino: ino, flags: flags, uid: uid, rights: rights})
+}
+
+// restore re-registers a handle a client (or the store) had from before
+// this MDS started; one already present is left as it is.
+func (o *openTable) restore(h *handle) (*handle, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if cur := o.handles[h.id]; cur != nil {
+		if cur.session != h.session || cur.ino != h.ino {
+			return nil, fmt.Errorf("mds: replayed handle %#x belongs to another open: %w", h.id, syscall.EBADF)
+		}
+		return cur, nil
+	}
+	return o.addLocked(h)
+}
+
+// addLocked registers h. Call with mu held.
+func (o *openTable) addLocked(h *handle) (*handle, error) {
+	ss := o.sessions[h.session]
+	if ss == nil {
+		return nil, fmt.Errorf("mds: session %#x unknown or expired: reconnect: %w", h.session, syscall.ENOTCONN)
+	}
 	o.handles[h.id] = h
 	ss.handles[h.id] = struct{}{}
-	o.counts[ino]++
-	if rights&proto.RightWrite != 0 {
-		o.writers[ino]++
+	o.counts[h.ino]++
+	if h.rights&proto.RightWrite != 0 {
+		o.writers[h.ino]++
 	}
 	return h, nil
 }
@@ -123,7 +149,12 @@ func (o *openTable) otherWriters(ino, except uint64) int {
 	return n
 }
 
-// Connect opens a client session.
+// Connect opens a client session, or resumes one (req.Session): a client
+// whose connection broke, or whose MDS restarted, keeps its session, its
+// reply records and its handles open for writing, and replays its read
+// opens and locks. A session this MDS does not know is looked up in the
+// store; one that is not there (evicted, or its lease ran out while this
+// MDS ran) fails with ENOTCONN, and the client must start a new one.
 func (s *Service) Connect(ctx context.Context, req *proto.ConnectReq) (*proto.ConnectResp, error) {
 	if req.FSName != "" && req.FSName != s.fs.FSName {
 		return nil, fmt.Errorf("mds: client wants filesystem %q, this is %q: %w", req.FSName, s.fs.FSName, syscall.ENOENT)
@@ -132,15 +163,15 @@ func (s *Service) Connect(ctx context.Context, req *proto.ConnectReq) (*proto.Co
 	if err != nil {
 		return nil, err
 	}
-	o := &s.open
-	o.mu.Lock()
-	id := rand.Uint64()
-	for id == 0 || o.sessions[id] != nil {
-		id = rand.Uint64()
+	var id uint64
+	if req.Session != 0 {
+		if err := s.resumeSession(ctx, req.Session, req.ClientID); err != nil {
+			return nil, err
+		}
+		id = req.Session
+	} else if id, err = s.newSession(ctx, req.ClientID); err != nil {
+		return nil, err
 	}
-	o.sessions[id] = &session{id: id, clientID: req.ClientID, expires: s.now().Add(s.lease), handles: map[uint64]struct{}{}}
-	o.mu.Unlock()
-	s.log.Info("mds: client connected", "session", fmt.Sprintf("%#x", id), "client", req.ClientID)
 	return &proto.ConnectResp{
 		Session:     id,
 		LeaseMillis: s.lease.Milliseconds(),
@@ -149,7 +180,79 @@ func (s *Service) Connect(ctx context.Context, req *proto.ConnectReq) (*proto.Co
 		MDTs:        mdts,
 		OSTs:        s.targets.list(s.now()),
 		Defaults:    s.fs.Default,
+		Instance:    s.instance,
+		Recovering:  s.recovering(),
 	}, nil
+}
+
+// newSession records a new session in the store and here.
+func (s *Service) newSession(ctx context.Context, clientID string) (uint64, error) {
+	o := &s.open
+	var id uint64
+	err := s.update(ctx, func(t *mtx) error {
+		for {
+			id = rand.Uint64()
+			o.mu.Lock()
+			taken := id == 0 || o.sessions[id] != nil
+			o.mu.Unlock()
+			if taken {
+				continue
+			}
+			if ok, err := t.getRecord(t.k.session(id), &sessionRecord{}); err != nil || !ok {
+				if err != nil {
+					return err
+				}
+				break
+			}
+		}
+		return t.setRecord(t.k.session(id), &sessionRecord{ClientID: clientID, Created: t.now})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("mds: record new session: %w", err)
+	}
+	o.mu.Lock()
+	o.sessions[id] = &session{id: id, clientID: clientID, expires: s.now().Add(s.lease), handles: map[uint64]struct{}{}}
+	o.mu.Unlock()
+	s.log.Info("mds: client connected", "session", fmt.Sprintf("%#x", id), "client", clientID)
+	return id, nil
+}
+
+// resumeSession takes back a session after a broken connection or a
+// restart: the lease starts again.
+func (s *Service) resumeSession(ctx context.Context, id uint64, clientID string) error {
+	now := s.now()
+	o := &s.open
+	o.mu.Lock()
+	if ss := o.sessions[id]; ss != nil {
+		if now.After(ss.expires) && !ss.recovering {
+			o.mu.Unlock()
+			return fmt.Errorf("mds: session %#x expired: reconnect: %w", id, syscall.ENOTCONN)
+		}
+		ss.expires = now.Add(s.lease)
+		o.mu.Unlock()
+		return nil
+	}
+	o.mu.Unlock()
+	var rec sessionRecord
+	var ok bool
+	err := s.view(ctx, func(t *mtx) error {
+		var err error
+		ok, err = t.getRecord(t.k.session(id), &rec)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("mds: read session %#x: %w", id, err)
+	}
+	if !ok {
+		return fmt.Errorf("mds: session %#x is gone (evicted): reconnect: %w", id, syscall.ENOTCONN)
+	}
+	o.mu.Lock()
+	if o.sessions[id] == nil {
+		o.sessions[id] = &session{id: id, clientID: rec.ClientID, expires: now.Add(s.lease), handles: map[uint64]struct{}{}}
+	}
+	o.mu.Unlock()
+	s.log.Info("mds: client resumed its session", "session", fmt.Sprintf("%#x", id), "client", clientID)
+	return nil
 }
 
 // Renew extends a session's lease and returns the current OST table. A
@@ -167,7 +270,7 @@ func (s *Service) Renew(ctx context.Context, req *proto.RenewReq) (*proto.RenewR
 	if err != nil {
 		return nil, fmt.Errorf("mds: renew: %w", err)
 	}
-	return &proto.RenewResp{OSTs: s.targets.list(now)}, nil
+	return &proto.RenewResp{OSTs: s.targets.list(now), Instance: s.instance}, nil
 }
 
 // live fails with ENOTCONN unless session id is connected and its lease
@@ -215,9 +318,12 @@ func (s *Service) endSession(ctx context.Context, id uint64, why string) error {
 	s.locks.ReleaseSession(id)
 	var closeErr error
 	for _, h := range ids {
-		if _, err := s.release(ctx, h, nil); err != nil && closeErr == nil {
+		if _, err := s.release(ctx, h, nil, proto.ReqTag{}); err != nil && closeErr == nil {
 			closeErr = err
 		}
+	}
+	if err := s.forgetSession(ctx, id); err != nil && closeErr == nil {
+		closeErr = err
 	}
 	s.log.Info("mds: session ended", "session", fmt.Sprintf("%#x", id), "client", ss.clientID,
 		"reason", why, "handles", len(ids))

@@ -19,6 +19,23 @@ import (
 // change truncates the file's objects before it commits, so a crash never
 // exposes stale data past the new end.
 func (s *Service) Setattr(ctx context.Context, req *proto.SetattrReq) (*proto.AttrResp, error) {
+	if !req.Tag.IsZero() {
+		// A resend of a setattr that committed answers with the file as
+		// it is; it must not, say, truncate again what was written since.
+		var resp proto.AttrResp
+		done := false
+		err := s.view(ctx, func(t *mtx) error {
+			var err error
+			done, err = replayed(t, req.Tag, proto.OpSetattr, &resp)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if done {
+			return &resp, nil
+		}
+	}
 	in, err := s.setattr(ctx, req, false)
 	if err != nil {
 		return nil, err
@@ -52,8 +69,11 @@ func (s *Service) setattr(ctx context.Context, req *proto.SetattrReq, trusted bo
 	var out *inode
 	err := s.updateInode(ctx, req.Ino, func(t *mtx) error {
 		in, err := s.applySetattr(t, req, viaHandle)
+		if err != nil {
+			return err
+		}
 		out = in
-		return err
+		return t.remember(req.Tag, proto.OpSetattr, &proto.AttrResp{Attr: in.attr()})
 	})
 	if err != nil {
 		return nil, err

@@ -55,6 +55,9 @@ var suite = []struct {
 	{"Restart", testRestart},
 	{"Targets", testTargets},
 	{"MultiMDT", testMultiMDT},
+	{"ExactlyOnce", testExactlyOnce},
+	{"HandlesOutliveRestart", testHandlesOutliveRestart},
+	{"LockReplay", testLockReplay},
 }
 
 func runSuite(t *testing.T, open opener) {

@@ -91,7 +91,7 @@ func (s *Service) truncate(ctx context.Context, req *proto.SetattrReq, viaHandle
 			}
 		}
 		out = in
-		return nil
+		return t.remember(req.Tag, proto.OpSetattr, &proto.AttrResp{Attr: in.attr()})
 	})
 	if err != nil {
 		return nil, err

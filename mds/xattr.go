@@ -132,7 +132,7 @@ func (s *Service) Setxattr(ctx context.Context, req *proto.SetxattrReq) error {
 	case len(req.Value) > maxXattrValue:
 		return fmt.Errorf("mds: xattr value of %d bytes: %w", len(req.Value), syscall.E2BIG)
 	}
-	return s.updateInode(ctx, req.Ino, func(t *mtx) error {
+	return s.updateInode(ctx, req.Ino, s.tagged(req.Tag, proto.OpSetxattr, nil, func(t *mtx) error {
 		in, err := t.inode(req.Ino)
 		if err != nil {
 			return err
@@ -160,7 +160,7 @@ func (s *Service) Setxattr(ctx context.Context, req *proto.SetxattrReq) error {
 		}
 		t.changed(in)
 		return nil
-	})
+	}))
 }
 
 // Listxattr lists the names of an inode's extended attributes, in name
@@ -202,7 +202,7 @@ func (s *Service) Removexattr(ctx context.Context, req *proto.RemovexattrReq) er
 	if err := checkXattrName(req.Name); err != nil {
 		return err
 	}
-	return s.updateInode(ctx, req.Ino, func(t *mtx) error {
+	return s.updateInode(ctx, req.Ino, s.tagged(req.Tag, proto.OpRemovexattr, nil, func(t *mtx) error {
 		in, err := t.inode(req.Ino)
 		if err != nil {
 			return err
@@ -226,5 +226,5 @@ func (s *Service) Removexattr(ctx context.Context, req *proto.RemovexattrReq) er
 		}
 		t.changed(in)
 		return nil
-	})
+	}))
 }

@@ -12,6 +12,11 @@ type OpenReq struct {
 	// KillPrivs asks an O_TRUNC open to clear the set-id bits, as a
 	// truncate by a caller without CAP_FSETID does (SetKillPrivs).
 	KillPrivs bool `msgpack:"k,omitempty"`
+	// Replay re-establishes, after an MDS restart or takeover, an open
+	// this client held: Handle is its handle, kept; nothing is truncated.
+	Replay bool   `msgpack:"P,omitempty"`
+	Handle uint64 `msgpack:"h,omitempty"`
+	Tag    ReqTag `msgpack:"R,omitempty"` // exactly-once execution of a resend (see ReqTag)
 }
 
 // OpenResp describes an open file: its handle at the MDS, attributes,
@@ -37,6 +42,7 @@ type CloseReq struct {
 	// from before a truncate (a smaller epoch) is not merged, so it cannot
 	// bring back the size the truncate cut.
 	Epoch uint64 `msgpack:"E,omitempty"`
+	Tag   ReqTag `msgpack:"R,omitempty"` // exactly-once execution of a resend (see ReqTag)
 }
 
 // SetSizeReq reports written data without closing (fsync, flush, strict
@@ -64,6 +70,7 @@ type AppendReq struct {
 	Ino     uint64 `msgpack:"i"`
 	Handle  uint64 `msgpack:"h"`
 	Len     uint64 `msgpack:"l"`
+	Tag     ReqTag `msgpack:"R,omitempty"` // exactly-once execution of a resend (see ReqTag)
 }
 
 // AppendResp is the offset an append writes at.
@@ -78,6 +85,7 @@ type SetConsistencyReq struct {
 	Cred Cred   `msgpack:"C"`
 	Ino  uint64 `msgpack:"i"`
 	Mode string `msgpack:"m"`
+	Tag  ReqTag `msgpack:"R,omitempty"` // exactly-once execution of a resend (see ReqTag)
 }
 
 // GetCapReq asks for a fresh capability for an open handle.
@@ -121,6 +129,7 @@ type SetxattrReq struct {
 	Name  string `msgpack:"n"`
 	Value []byte `msgpack:"v"`
 	Flags uint32 `msgpack:"f"`
+	Tag   ReqTag `msgpack:"R,omitempty"` // exactly-once execution of a resend (see ReqTag)
 }
 
 // ListxattrReq lists xattr names.
@@ -139,6 +148,7 @@ type RemovexattrReq struct {
 	Cred Cred   `msgpack:"C"`
 	Ino  uint64 `msgpack:"i"`
 	Name string `msgpack:"n"`
+	Tag  ReqTag `msgpack:"R,omitempty"` // exactly-once execution of a resend (see ReqTag)
 }
 
 // GetLayoutReq reads a file's layout or a directory's default layout.
@@ -161,6 +171,7 @@ type SetLayoutReq struct {
 	Cred Cred        `msgpack:"C"`
 	Ino  uint64      `msgpack:"i"`
 	Spec layout.Spec `msgpack:"s"`
+	Tag  ReqTag      `msgpack:"R,omitempty"` // exactly-once execution of a resend (see ReqTag)
 }
 
 // Lock types.
@@ -191,6 +202,9 @@ type LockReq struct {
 	End     int64  `msgpack:"e"`
 	Flock   bool   `msgpack:"f"` // flock(2) rather than fcntl
 	Wait    bool   `msgpack:"w"` // F_SETLKW: block until granted (the caller may cancel)
+	// Replay re-establishes a lock the client held before an MDS restart
+	// or takeover; only replays are granted during the recovery window.
+	Replay bool `msgpack:"P,omitempty"`
 }
 
 // LockWaitSlice is how long the MDS holds a waiting lock request.

@@ -72,6 +72,7 @@ type SetattrReq struct {
 	Atime  int64  `msgpack:"a"`
 	Mtime  int64  `msgpack:"M"`
 	Ctime  int64  `msgpack:"c"`
+	Tag    ReqTag `msgpack:"R,omitempty"` // exactly-once execution of a resend (see ReqTag)
 }
 
 // CreateReq creates a regular file and opens it. Layout, if non-empty,
@@ -87,7 +88,8 @@ type CreateReq struct {
 	Layout  layout.Spec `msgpack:"l,omitempty"`
 	// KillPrivs: if the name exists and O_TRUNC truncates it, clear its
 	// set-id bits as OpenReq.KillPrivs does.
-	KillPrivs bool `msgpack:"k,omitempty"`
+	KillPrivs bool   `msgpack:"k,omitempty"`
+	Tag       ReqTag `msgpack:"R,omitempty"` // exactly-once execution of a resend (see ReqTag)
 }
 
 // MkdirReq creates a directory. MDT = -1 lets the MDS choose.
@@ -98,6 +100,7 @@ type MkdirReq struct {
 	Mode   uint32 `msgpack:"m"`
 	Umask  uint32 `msgpack:"U,omitempty"`
 	MDT    int32  `msgpack:"t"`
+	Tag    ReqTag `msgpack:"R,omitempty"` // exactly-once execution of a resend (see ReqTag)
 }
 
 // MknodReq creates a special file (FIFO, socket, device) or an empty regular file.
@@ -108,6 +111,7 @@ type MknodReq struct {
 	Mode   uint32 `msgpack:"m"` // type | permissions
 	Umask  uint32 `msgpack:"U,omitempty"`
 	Rdev   uint32 `msgpack:"r"`
+	Tag    ReqTag `msgpack:"R,omitempty"` // exactly-once execution of a resend (see ReqTag)
 }
 
 // SymlinkReq creates a symbolic link.
@@ -116,6 +120,7 @@ type SymlinkReq struct {
 	Parent uint64 `msgpack:"p"`
 	Name   string `msgpack:"n"`
 	Target string `msgpack:"t"`
+	Tag    ReqTag `msgpack:"R,omitempty"` // exactly-once execution of a resend (see ReqTag)
 }
 
 // ReadlinkReq reads a symbolic link.
@@ -134,6 +139,7 @@ type LinkReq struct {
 	Ino       uint64 `msgpack:"i"`
 	NewParent uint64 `msgpack:"p"`
 	Name      string `msgpack:"n"`
+	Tag       ReqTag `msgpack:"R,omitempty"` // exactly-once execution of a resend (see ReqTag)
 }
 
 // UnlinkReq removes a non-directory entry.
@@ -141,6 +147,7 @@ type UnlinkReq struct {
 	Cred   Cred   `msgpack:"C"`
 	Parent uint64 `msgpack:"p"`
 	Name   string `msgpack:"n"`
+	Tag    ReqTag `msgpack:"R,omitempty"` // exactly-once execution of a resend (see ReqTag)
 }
 
 // RmdirReq removes an empty directory.
@@ -148,6 +155,7 @@ type RmdirReq struct {
 	Cred   Cred   `msgpack:"C"`
 	Parent uint64 `msgpack:"p"`
 	Name   string `msgpack:"n"`
+	Tag    ReqTag `msgpack:"R,omitempty"` // exactly-once execution of a resend (see ReqTag)
 }
 
 // RenameReq renames Parent/Name to NewParent/NewName, atomically.
@@ -157,7 +165,8 @@ type RenameReq struct {
 	Name      string `msgpack:"n"`
 	NewParent uint64 `msgpack:"P"`
 	NewName   string `msgpack:"N"`
-	Flags     uint32 `msgpack:"f"` // RenameNoReplace, RenameExchange
+	Flags     uint32 `msgpack:"f"`           // RenameNoReplace, RenameExchange
+	Tag       ReqTag `msgpack:"R,omitempty"` // exactly-once execution of a resend (see ReqTag)
 }
 
 // ReaddirReq reads a page of a directory. Entries come in name order,

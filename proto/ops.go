@@ -35,6 +35,9 @@ const (
 	OpAppend  uint16 = 134 // AppendReq -> AppendResp (reserve the end of file for an O_APPEND write)
 	OpSync    uint16 = 135 // SyncReq -> Empty (make committed metadata durable: fsync of a directory)
 
+	// Recovery.
+	OpRecovered uint16 = 170 // RecoveredReq -> Empty (a client replayed its opens and locks)
+
 	// Extended attributes.
 	OpGetxattr    uint16 = 140 // GetxattrReq -> GetxattrResp
 	OpSetxattr    uint16 = 141 // SetxattrReq -> Empty

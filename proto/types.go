@@ -115,6 +115,10 @@ type Capability struct {
 type ConnectReq struct {
 	FSName   string `msgpack:"f"`
 	ClientID string `msgpack:"c"` // hostname:pid:random, for logs and recovery
+	// Session, if not zero, resumes that session (after a broken
+	// connection or an MDS restart): its opens, reply records and locks
+	// are kept, or replayed. ENOTCONN means it is gone (evicted).
+	Session uint64 `msgpack:"S,omitempty"`
 }
 
 // ConnectResp returns the session and everything a client needs to route.
@@ -126,6 +130,12 @@ type ConnectResp struct {
 	MDTs        []MDT       `msgpack:"m"`
 	OSTs        []OST       `msgpack:"o"`
 	Defaults    layout.Spec `msgpack:"d"` // filesystem default layout
+	// Instance names this run of the MDS: a client that sees it change
+	// replays its opens and locks (the new run holds only what the store
+	// kept) and then sends OpRecovered.
+	Instance uint64 `msgpack:"I,omitempty"`
+	// Recovering: the MDS is in its recovery window.
+	Recovering bool `msgpack:"v,omitempty"`
 }
 
 // RenewReq keeps a session alive.
@@ -136,7 +146,8 @@ type RenewReq struct {
 // RenewResp carries the current OST table so clients learn of new OSTs and
 // changed addresses.
 type RenewResp struct {
-	OSTs []OST `msgpack:"o"`
+	OSTs     []OST  `msgpack:"o"`
+	Instance uint64 `msgpack:"I,omitempty"` // as ConnectResp.Instance
 }
 
 // DisconnectReq ends a session: its opens are closed and locks released.

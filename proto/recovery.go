@@ -1,0 +1,34 @@
+package proto
+
+// Recovery. A client resends a request whose reply it did not get (a broken
+// connection, a restarted or moved MDS) with the same ReqTag, and the MDS
+// answers a request it already committed with the reply it recorded then
+// (Lustre's last_rcvd), never a second execution: a resent create does not
+// fail with EEXIST, nor a resent unlink with ENOENT.
+//
+// A client keeps up to ReplySlots modifying requests in flight; each takes
+// a free slot, and its ID grows with every request through the slot. The
+// MDS keeps one reply per (session, slot), overwritten by the next request
+// through the slot, so reply records need no garbage collection.
+
+// ReplySlots is how many modifying requests a client keeps in flight.
+const ReplySlots = 64
+
+// ReqTag names one modifying request of a client. The zero tag (Session 0)
+// asks for no reply record: tools and tests that never resend use it.
+type ReqTag struct {
+	Session uint64 `msgpack:"s"`
+	Slot    uint16 `msgpack:"l"`
+	ID      uint64 `msgpack:"i"`
+}
+
+// IsZero reports whether t asks for no reply record.
+func (t ReqTag) IsZero() bool { return t.Session == 0 }
+
+// RecoveredReq tells the MDS that a client has replayed everything it held
+// (opens and locks) after a restart or takeover: once every client known
+// from before has, or the recovery window has passed, new conflicting
+// locks are granted again.
+type RecoveredReq struct {
+	Session uint64 `msgpack:"s"`
+}
