@@ -15,18 +15,18 @@ import (
 
 // Device is an RDMA device and its ports as sysfs shows them.
 type Device struct {
-	Name  string
-	Ports []Port
+	Name  string `json:"name"`
+	Ports []Port `json:"ports"`
 }
 
 // Port is one port of an RDMA device.
 type Port struct {
-	Num       int
-	State     string   // ACTIVE, DOWN, INIT, ...
-	PhysState string   // LinkUp, Disabled, Polling, ...
-	LinkLayer string   // InfiniBand or Ethernet (RoCE)
-	Rate      string   // "100 Gb/sec (4X EDR)"
-	Netdevs   []string // network interfaces bound to the port's GIDs (RoCE)
+	Num       int      `json:"port"`
+	State     string   `json:"state"`      // ACTIVE, DOWN, INIT, ...
+	PhysState string   `json:"phys_state"` // LinkUp, Disabled, Polling, ...
+	LinkLayer string   `json:"link_layer"` // InfiniBand or Ethernet (RoCE)
+	Rate      string   `json:"rate"`       // "100 Gb/sec (4X EDR)"
+	Netdevs   []string `json:"netdevs"`    // network interfaces bound to the port's GIDs (RoCE)
 }
 
 // Active reports whether the port can carry traffic.
