@@ -4,6 +4,7 @@ BIN     := bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 TESTFLAGS ?= -count=1 -timeout 25m
+TAGS    ?=
 
 .PHONY: all deps build run test test-short bench vet vet-rdma clean
 
@@ -12,8 +13,10 @@ all: build
 deps:
 	@tools/install-deps.sh
 
+# TAGS=rdma builds the RDMA transport in (cgo, libibverbs and librdmacm,
+# which the binary then needs at run time); without it every hop is TCP.
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/strata ./tools/strata
+	$(GO) build -tags '$(TAGS)' -ldflags "$(LDFLAGS)" -o $(BIN)/strata ./tools/strata
 	@ln -sf strata $(BIN)/lfs
 
 # A local filesystem: embedded metadata store, 4 OSS, mounted at ~/.strata/mnt.

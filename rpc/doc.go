@@ -12,11 +12,22 @@
 // pooled per address; a reply's bulk is read straight into the caller's
 // buffer and a request's bulk is written with writev, neither copied.
 //
+// Transports (transport.go, rdma_proto.go): every connection is set up and
+// authenticated over TCP. Where the server has an RDMA device (package
+// rdma) it offers its rdma_cm address in the handshake, and a client with
+// a device binds a queue pair to the session: requests and replies then
+// travel as RDMA messages and bulk moves one-sided, the server reading a
+// request's bulk from the client's registered buffer and writing a reply's
+// into it. Handlers and callers see the same []byte bulk either way;
+// ClientConfig.Transport, ServerConfig.Transport and STRATA_TRANSPORT force
+// tcp or rdma, and auto falls back to TCP wherever RDMA does not work.
+//
 // Every connection starts with a challenge-response HMAC over the cluster
 // secret, proved in both directions (auth.go); a peer that cannot prove the
 // secret is refused and no request of its is served. Opcodes below
-// FirstUserOp belong to this package: OpHello carries the handshake and
-// OpPing is answered by the server itself.
+// FirstUserOp belong to this package: OpHello carries the handshake,
+// OpRDMABind ties a queue pair to an authenticated session, and OpPing is
+// answered by the server itself.
 //
 // Errors: a handler error that wraps a syscall.Errno travels as that errno in
 // the frame status with the error text; any other error travels as EIO. The

@@ -373,9 +373,12 @@ func (s *Server) Stats() ServerStats {
 		Errors:   s.errs.Load(),
 		Refused:  s.refused.Load(),
 	}
-	if s.rdma != nil {
-		st.RDMAConns = s.rdma.bound.Load()
-		st.RDMARequests = s.rdma.requests.Load()
+	s.mu.Lock()
+	r := s.rdma
+	s.mu.Unlock()
+	if r != nil {
+		st.RDMAConns = r.bound.Load()
+		st.RDMARequests = r.requests.Load()
 	}
 	return st
 }
