@@ -145,9 +145,10 @@ type nativeQP struct {
 	disconnected atomic.Bool
 	closed       atomic.Bool
 
-	pollMu  sync.Mutex // held by Poll; Close waits for it
-	armed   bool       // the completion queue will raise an event
-	unacked C.uint     // completion events not yet acknowledged
+	postMu  sync.RWMutex // read-held by posts; Close takes it to destroy
+	pollMu  sync.Mutex   // held by Poll; Close waits for it
+	armed   bool         // the completion queue will raise an event
+	unacked C.uint       // completion events not yet acknowledged
 	wc      *C.struct_ibv_wc
 	once    sync.Once
 }
@@ -228,6 +229,8 @@ func (q *nativeQP) PostRecv(id uint64, r Region, off, n int) error {
 	if err != nil {
 		return err
 	}
+	q.postMu.RLock()
+	defer q.postMu.RUnlock()
 	if q.closed.Load() {
 		return ErrClosed
 	}
@@ -266,6 +269,8 @@ func (q *nativeQP) post(id uint64, opcode C.int, r Region, off, n int, rem Remot
 	if err != nil {
 		return err
 	}
+	q.postMu.RLock()
+	defer q.postMu.RUnlock()
 	if q.closed.Load() {
 		return ErrClosed
 	}
@@ -402,6 +407,8 @@ func (q *nativeQP) toError() {
 
 // Disconnect tells the peer and moves the queue pair to the error state.
 func (q *nativeQP) Disconnect() error {
+	q.postMu.RLock()
+	defer q.postMu.RUnlock()
 	if q.closed.Load() {
 		return ErrClosed
 	}
@@ -421,6 +428,8 @@ func (q *nativeQP) Close() error {
 	}
 	q.pollMu.Lock()
 	defer q.pollMu.Unlock()
+	q.postMu.Lock()
+	defer q.postMu.Unlock()
 	q.destroy()
 	return nil
 }

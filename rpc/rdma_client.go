@@ -290,8 +290,18 @@ func (rd *rdmaClientConn) allAbandoned() bool {
 }
 
 // post encodes a request into send slot idx and sends it. d, when not nil,
-// is written as the trailer; buf is the request's bulk buffer.
+// is written as the trailer; buf is the request's bulk buffer. It works
+// under rd.mu, so that the ring is never written once the connection has
+// broken (finish unmaps it).
 func (rd *rdmaClientConn) post(idx int, id uint64, frame []byte, buf *rdma.Buffer, d *descriptors) *Error {
+	rd.mu.Lock()
+	if rd.err != nil {
+		err := rd.err
+		rd.mu.Unlock()
+		rd.unacquire(idx)
+		rd.pool.Put(buf)
+		return err
+	}
 	off := (rd.depth + idx) * rdmaInline
 	msg := rd.ring.Bytes()[off : off+len(frame)+trailerSize]
 	copy(msg, frame)
@@ -301,22 +311,14 @@ func (rd *rdmaClientConn) post(idx int, id uint64, frame []byte, buf *rdma.Buffe
 		d = &descriptors{}
 	}
 	d.encode(msg[len(frame):])
-
-	rd.mu.Lock()
-	if rd.err != nil {
-		err := rd.err
-		rd.mu.Unlock()
-		rd.unacquire(idx)
-		rd.pool.Put(buf)
-		return err
-	}
 	rd.slots[idx] = rdmaSlot{busy: true, id: id, buf: buf}
 	rd.inflight[id] = idx
-	rd.mu.Unlock()
-	if err := rd.qp.PostSend(wrSend|uint64(idx), rd.ring, off, len(msg)); err != nil {
-		rd.mu.Lock()
+	err := rd.qp.PostSend(wrSend|uint64(idx), rd.ring, off, len(msg))
+	if err != nil {
 		rd.slots[idx].unsent = true
-		rd.mu.Unlock()
+	}
+	rd.mu.Unlock()
+	if err != nil {
 		e := localError(syscall.ECONNRESET, err, "rpc: %s: rdma: send: %v", rd.cc.addr, err)
 		rd.fail(e)
 		return e
