@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,9 +14,10 @@ import (
 // benchTransport is one transport BenchmarkTransport measures.
 type benchTransport struct {
 	name   string
-	listen string // the server's TCP address
-	server func(b *testing.B) (rdma.Verbs, string)
-	client func(b *testing.B) rdma.Verbs
+	listen string // the server's TCP address; "" for one on an RDMA device
+	// setup returns the server's and the client's verbs and the transport
+	// to force, or skips.
+	setup func(b *testing.B) (server, client rdma.Verbs, transport string)
 }
 
 // transportsToBench returns tcp, rdma-fake (the in-process fake: the cost
@@ -25,37 +25,34 @@ type benchTransport struct {
 // over the node's first RDMA device, looping back through it; skipped
 // without a device or without the rdma build tag).
 func transportsToBench() []benchTransport {
-	var fab *fake.Fabric
-	var once sync.Once
-	fabric := func(b *testing.B) *fake.Fabric {
-		once.Do(func() { fab = fake.New(fake.Options{Seed: 1}) })
-		return fab
-	}
 	return []benchTransport{
 		{
 			name:   "tcp",
 			listen: "127.0.0.1:0",
-			server: func(*testing.B) (rdma.Verbs, string) { return rdma.None(), TransportTCP },
-			client: func(*testing.B) rdma.Verbs { return rdma.None() },
+			setup: func(*testing.B) (rdma.Verbs, rdma.Verbs, string) {
+				return rdma.None(), rdma.None(), TransportTCP
+			},
 		},
 		{
 			name:   "rdma-fake",
 			listen: "127.0.0.1:0",
-			server: func(b *testing.B) (rdma.Verbs, string) { return fabric(b).Node("server"), TransportRDMA },
-			client: func(b *testing.B) rdma.Verbs { return fabric(b).Node("client") },
+			setup: func(b *testing.B) (rdma.Verbs, rdma.Verbs, string) {
+				f := fake.New(fake.Options{Seed: 1})
+				b.Cleanup(f.Close)
+				return f.Node("server"), f.Node("client"), TransportRDMA
+			},
 		},
 		{
 			name: "rdma-verbs",
-			server: func(b *testing.B) (rdma.Verbs, string) {
+			setup: func(b *testing.B) (rdma.Verbs, rdma.Verbs, string) {
 				if !rdma.NativeBuilt() {
 					b.Skip("built without the rdma tag (go test -tags rdma)")
 				}
 				if devs, _ := rdma.Native().Devices(); len(devs) == 0 {
 					b.Skip("no RDMA device")
 				}
-				return rdma.Native(), TransportRDMA
+				return rdma.Native(), rdma.Native(), TransportRDMA
 			},
-			client: func(*testing.B) rdma.Verbs { return rdma.Native() },
 		},
 	}
 }
@@ -83,15 +80,15 @@ func rdmaDeviceAddr() string {
 func BenchmarkTransport(b *testing.B) {
 	for _, tr := range transportsToBench() {
 		b.Run(tr.name, func(b *testing.B) {
-			verbs, transport := tr.server(b)
+			serverVerbs, clientVerbs, transport := tr.setup(b)
 			listen := tr.listen
 			if listen == "" {
 				if listen = rdmaDeviceAddr(); listen == "" {
 					b.Skip("no IP address on an interface bound to an RDMA device")
 				}
 			}
-			s := startBenchServer(b, ServerConfig{Addr: listen, Transport: transport, Verbs: verbs, RDMA: noGID})
-			c := NewClient(ClientConfig{Secret: testSecret, Logger: quietLogger(), Transport: transport, Verbs: tr.client(b), RDMA: noGID})
+			s := startBenchServer(b, ServerConfig{Addr: listen, Transport: transport, Verbs: serverVerbs, RDMA: noGID})
+			c := NewClient(ClientConfig{Secret: testSecret, Logger: quietLogger(), Transport: transport, Verbs: clientVerbs, RDMA: noGID})
 			b.Cleanup(func() { _ = c.Close() })
 			if err := c.Ping(context.Background(), s.Addr()); err != nil {
 				b.Fatal(err)
