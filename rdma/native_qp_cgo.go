@@ -202,8 +202,14 @@ func (q *nativeQP) setup(cfg Config, maxInitiator, maxResponder int) (initiator,
 // pair.
 func (q *nativeQP) finishSetup() {
 	var send, recv, reads C.int
-	if C.strata_qp_limits(q.id.qp, &send, &recv, &reads) == 0 && send > 0 && recv > 0 {
-		q.lim = Limits{SendDepth: int(send), RecvDepth: int(recv), MaxReads: max(1, int(reads))}
+	if C.strata_qp_limits(q.id.qp, &send, &recv, &reads) == 0 && send > 0 && recv > 0 && reads > 0 {
+		// A device may round the depths up; the completion queue was
+		// sized for what was asked, so never use more than that.
+		q.lim = Limits{
+			SendDepth: min(q.lim.SendDepth, int(send)),
+			RecvDepth: min(q.lim.RecvDepth, int(recv)),
+			MaxReads:  min(q.lim.MaxReads, int(reads)),
+		}
 	}
 	q.info = Info{
 		Device: deviceName(q.id),
@@ -292,6 +298,9 @@ func postError(what string, errno syscall.Errno) error {
 
 // Poll returns completions, waiting on the completion channel for one.
 func (q *nativeQP) Poll(ctx context.Context, into []Completion) (int, error) {
+	if len(into) == 0 {
+		return 0, nil
+	}
 	q.pollMu.Lock()
 	defer q.pollMu.Unlock()
 	var (
