@@ -376,6 +376,7 @@ func (s *Service) release(ctx context.Context, id uint64, w *proto.CloseReq, tag
 		}
 		if wrote {
 			t.mergeWrite(in, w.Size, w.Mtime, h.uid, w.Epoch)
+			in.noteWritten(w.WrittenGen, w.Written)
 		}
 		attr = in.attr()
 		if left == 0 && in.Nlink == 0 {
@@ -450,6 +451,7 @@ func (s *Service) SetSize(ctx context.Context, req *proto.SetSizeReq) (*proto.At
 			return err
 		}
 		t.mergeWrite(in, req.Size, req.Mtime, h.uid, req.Epoch)
+		in.noteWritten(req.WrittenGen, req.Written)
 		attr = in.attr()
 		return nil
 	})

@@ -172,6 +172,8 @@ func (s *Service) Register(srv *rpc.Server) {
 
 	serve(srv, proto.OpRegisterOSS, s.RegisterOSS)
 	serveEmpty(srv, proto.OpOSSHeartbeat, s.OSSHeartbeat)
+
+	serve(srv, proto.OpFsck, s.Fsck)
 }
 
 // serve registers a method answering a request with a reply body.

@@ -87,6 +87,7 @@ type Service struct {
 	lockWait time.Duration // how long a waiting lock request is held
 	nextMDT  atomic.Uint64 // round robin of top-level directories
 	kick     chan struct{} // wakes the destroy worker
+	fsck     fsckRuns      // filesystem checks in progress (fsck.go)
 }
 
 // NewService loads the filesystem's cluster record and target tables from

@@ -6,10 +6,13 @@ import "github.com/stratafs/strata/layout"
 // fsck, Lustre's LFSCK). The first request of a run has Run 0 and names the
 // checks to run (Checkers, empty for all of them) and whether to repair;
 // the MDS answers with the run's id, which every later request carries
-// until a reply says Done. Each reply covers a bounded piece of work, so no
-// request runs long while the filesystem stays in use.
+// until a reply says Done, with Page, the number of replies it has had.
+// Each reply covers a bounded piece of work, so no request runs long while
+// the filesystem stays in use; a request resent because its reply was lost
+// (Page one short) gets that reply again rather than the next page.
 type FsckReq struct {
 	Run      uint64   `msgpack:"r,omitempty"`
+	Page     uint64   `msgpack:"p,omitempty"`
 	Repair   bool     `msgpack:"R,omitempty"`
 	Checkers []string `msgpack:"c,omitempty"`
 }
@@ -25,6 +28,9 @@ type FsckResp struct {
 	Done     bool              `msgpack:"d"`
 	// Checkers lists the run's checks in the order they run.
 	Checkers []string `msgpack:"C,omitempty"`
+	// Notes say what the page could not check (an OST that did not
+	// answer), so that a clean result is not taken for a complete one.
+	Notes []string `msgpack:"n,omitempty"`
 }
 
 // FsckFinding is one inconsistency a checker found: its class (the
