@@ -43,6 +43,13 @@ type CloseReq struct {
 	// bring back the size the truncate cut.
 	Epoch uint64 `msgpack:"E,omitempty"`
 	Tag   ReqTag `msgpack:"R,omitempty"` // exactly-once execution of a resend (see ReqTag)
+
+	// Written lists the objects the client wrote since its last report,
+	// as indices into the objects of layout generation WrittenGen in
+	// layout order, so that the MDS knows which objects must exist (fsck's
+	// missing-objects check).
+	Written    []uint32 `msgpack:"W,omitempty"`
+	WrittenGen uint32   `msgpack:"G,omitempty"`
 }
 
 // SetSizeReq reports written data without closing (fsync, flush, strict
@@ -55,6 +62,10 @@ type SetSizeReq struct {
 	Mtime  int64  `msgpack:"M"`
 	Sync   bool   `msgpack:"y"`
 	Epoch  uint64 `msgpack:"E,omitempty"` // as CloseReq.Epoch
+
+	// Written and WrittenGen are as in CloseReq.
+	Written    []uint32 `msgpack:"W,omitempty"`
+	WrittenGen uint32   `msgpack:"G,omitempty"`
 }
 
 // SyncReq asks the MDS to make every metadata change it has acknowledged
