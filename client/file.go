@@ -441,12 +441,14 @@ func (f *File) syncObjects(ctx context.Context, objs []proto.ObjRef) (map[layout
 func (f *File) reportSize(ctx context.Context, sync bool) error {
 	in := f.in
 	in.mu.Lock()
-	if !in.unreported && !(sync && in.unsynced) {
+	if !in.unreported && !(sync && in.unsynced) && len(in.stored) == 0 {
 		in.mu.Unlock()
 		return nil
 	}
 	w := in.writerLocked(f)
-	req := proto.SetSizeReq{Ino: f.ino, Handle: w.handle, Size: uint64(in.writeEnd), Mtime: in.lastWrite, Sync: sync, Epoch: in.epoch}
+	stored := in.takeStoredLocked()
+	req := proto.SetSizeReq{Ino: f.ino, Handle: w.handle, Size: uint64(in.writeEnd), Mtime: in.lastWrite, Sync: sync, Epoch: in.epoch,
+		Written: stored.index, WrittenGen: stored.gen}
 	wasUnreported, wasUnsynced := in.unreported, in.unsynced
 	in.unreported = false
 	if sync {
@@ -458,6 +460,7 @@ func (f *File) reportSize(ctx context.Context, sync bool) error {
 		in.mu.Lock()
 		in.unreported = in.unreported || wasUnreported
 		in.unsynced = in.unsynced || wasUnsynced
+		in.restoreStoredLocked(stored)
 		in.mu.Unlock()
 		return fmt.Errorf("client: report size of %#x: %w", f.ino, err)
 	}
@@ -478,8 +481,10 @@ func (f *File) Close() error {
 		// Only a handle open for writing reports writes; one is open
 		// while any are unreported, since only such handles write.
 		req := proto.CloseReq{Session: f.session, Ino: f.ino, Handle: f.handle}
-		if f.canWrite() && in.unreported {
+		if f.canWrite() && (in.unreported || len(in.stored) > 0) {
 			req.Wrote, req.Size, req.Mtime, req.Epoch = true, uint64(in.writeEnd), in.lastWrite, in.epoch
+			stored := in.takeStoredLocked()
+			req.Written, req.WrittenGen = stored.index, stored.gen
 			in.unreported = false
 		}
 		in.mu.Unlock()

@@ -37,6 +37,9 @@ type inode struct {
 	// written lists the objects written since the last fsync with the
 	// OST's write verifier at the time, which the next fsync compares.
 	written map[layout.Object]writtenObj
+	// stored are the objects written since the size was last reported,
+	// which the next report names (stored.go).
+	stored map[layout.ObjectID]struct{}
 }
 
 // writtenObj is an object with writes not yet synced.
@@ -59,6 +62,7 @@ func (in *inode) noteWritten(ref proto.ObjRef, verifier uint64) {
 	}
 	w.ref, w.verifier = ref, verifier
 	in.written[key] = w
+	in.noteStoredLocked(ref.ID)
 }
 
 // size returns what this client knows of the file size: the MDS's size or

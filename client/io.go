@@ -85,11 +85,12 @@ func (f *File) transferOnce(ctx context.Context, write bool, p []byte, off int64
 				if err != nil {
 					return err
 				}
+				in.mu.Lock()
+				in.noteStoredLocked(ref.ID)
 				if !sync && verifier != 0 {
-					in.mu.Lock()
 					in.noteWritten(ref, verifier)
-					in.mu.Unlock()
 				}
+				in.mu.Unlock()
 			} else if err := f.readObject(ctx, ref, objOff, piece); err != nil {
 				return err
 			}

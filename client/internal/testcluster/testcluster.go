@@ -47,6 +47,8 @@ type Cluster struct {
 	Secret []byte
 	MDS    string // the MDS address
 	OSTs   int
+	// OSTDirs are the OST directories, for tests that damage objects.
+	OSTDirs []string
 	// Store is the MDS's metadata store when Options.LossyStore is set.
 	Store *kvtest.Lossy
 
@@ -108,6 +110,7 @@ func Start(tb testing.TB, opts Options) *Cluster {
 				tb.Fatal(err)
 			}
 			osts = append(osts, d)
+			cl.OSTDirs = append(cl.OSTDirs, d)
 		}
 		cl.run(fmt.Sprintf("oss%d", i), func() error {
 			return oss.Run(ctx, oss.Config{MDS: []string{cl.MDS}, OSTs: osts, Listen: "127.0.0.1:0",
