@@ -79,6 +79,10 @@ type Config struct {
 	// WriteBehindTotal bounds the dirty bytes buffered over all files; 0
 	// means DefaultWriteBehindTotal.
 	WriteBehindTotal int64
+	// RecoveryTimeout is how long a request waits through an outage of
+	// its server (an MDS or OSS restarting, a failover) before it fails
+	// with EIO; 0 means DefaultRecoveryTimeout.
+	RecoveryTimeout time.Duration
 }
 
 // Client is a connection to one Strata filesystem: a session at the MDS, the
@@ -91,10 +95,11 @@ type Client struct {
 	cred   proto.Cred // the process's own identity, for the path-level API
 	id     string     // hostname:pid:random, sent at connect
 
-	reconnectMu sync.Mutex // serializes replacing a lost session
+	rec recovery // resends, session recovery and replay (recovery.go)
 
 	mu       sync.RWMutex
 	session  uint64
+	instance uint64 // the run of the MDS the session was last resumed at
 	mdsAddr  string // the MDS that serves the session
 	root     uint64
 	fsname   string
@@ -142,6 +147,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.WriteBehindTotal <= 0 {
 		cfg.WriteBehindTotal = DefaultWriteBehindTotal
 	}
+	if cfg.RecoveryTimeout <= 0 {
+		cfg.RecoveryTimeout = DefaultRecoveryTimeout
+	}
 	c := &Client{
 		cfg:    cfg,
 		log:    cfg.Logger,
@@ -152,6 +160,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		open:   map[uint64]*inode{},
 	}
 	c.budget.init(cfg.WriteBehindTotal)
+	c.rec.init()
 	if err := c.connect(ctx); err != nil {
 		c.rpc.Close()
 		return nil, err
@@ -304,29 +313,6 @@ func (c *Client) setOSTs(osts []proto.OST) {
 	c.mu.Lock()
 	c.osts = m
 	c.mu.Unlock()
-}
-
-// mdsCall sends a metadata request to the MDS that owns ino. Requests that
-// change nothing are retried once after a transport failure.
-func (c *Client) mdsCall(ctx context.Context, ino uint64, op uint16, req, resp any) error {
-	addr := c.mdsFor(ino)
-	err := c.rpc.Call(ctx, addr, op, req, resp)
-	if err != nil && idempotent(op) && transient(err) && ctx.Err() == nil {
-		err = c.rpc.Call(ctx, addr, op, req, resp)
-	}
-	return err
-}
-
-// idempotent reports whether repeating op is harmless.
-func idempotent(op uint16) bool {
-	switch op {
-	case proto.OpLookup, proto.OpGetattr, proto.OpReadlink, proto.OpReaddir, proto.OpAccess,
-		proto.OpGetxattr, proto.OpListxattr, proto.OpGetLayout, proto.OpStatfs, proto.OpTargets,
-		proto.OpSetSize, proto.OpGetCap, proto.OpRenew, proto.OpGetLk, proto.OpUnlock,
-		proto.OpObjRead, proto.OpObjWrite, proto.OpObjSync, proto.OpObjGetattr, proto.OpSync:
-		return true
-	}
-	return false
 }
 
 // transient reports whether err is a transport failure worth one retry.

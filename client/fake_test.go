@@ -178,8 +178,15 @@ func decode[T any](req *rpc.Request) (*T, error) {
 func (fc *fakeCluster) mdsHandlers() map[uint16]func(*rpc.Request) (any, error) {
 	return map[uint16]func(*rpc.Request) (any, error){
 		proto.OpConnect: func(r *rpc.Request) (any, error) {
+			req, err := decode[proto.ConnectReq](r)
+			if err != nil {
+				return nil, err
+			}
 			fc.mu.Lock()
 			defer fc.mu.Unlock()
+			if req.Session != 0 && !fc.sessions[req.Session] {
+				return nil, fmt.Errorf("fake: session %d evicted: %w", req.Session, syscall.ENOTCONN)
+			}
 			id := uint64(len(fc.sessions) + 100)
 			fc.sessions[id] = true
 			return &proto.ConnectResp{Session: id, LeaseMillis: fc.lease.Milliseconds(), FSName: "fake", Root: fakeRoot,

@@ -491,9 +491,15 @@ func (f *File) Close() error {
 		f.closed.Store(true)
 		f.ra.close()
 		var resp proto.AttrResp
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), f.c.cfg.RecoveryTimeout+time.Minute)
 		defer cancel()
-		if cerr := f.c.mdsCall(ctx, f.ino, proto.OpClose, &req, &resp); cerr != nil && err == nil {
+		cerr := f.c.mdsCall(ctx, f.ino, proto.OpClose, &req, &resp)
+		if errors.Is(cerr, syscall.EBADF) && !req.Wrote {
+			// A read handle the MDS no longer has (a resend of a close
+			// that went through, or one dropped by a restart): closed.
+			cerr = nil
+		}
+		if cerr != nil && err == nil {
 			err = fmt.Errorf("client: close %#x: %w", f.ino, cerr)
 		} else if cerr == nil {
 			in.mu.Lock()
@@ -564,10 +570,13 @@ var errLayoutChanged = errors.New("client: the file's layout changed")
 // OSS serving ref's OST. It refreshes the capability once when the OSS finds
 // it expired, and once when the OSS answers ESTALE (a truncate this client
 // had not heard of: the new epoch goes with the retry; or a new layout:
-// errLayoutChanged), and retries transport failures twice with a short
-// backoff.
+// errLayoutChanged). Through an outage of the OSS (restarting, or moved:
+// the OST table is fetched again now and then) it resends until the
+// recovery timeout, then fails with EIO.
 func (f *File) objCall(ctx context.Context, ref proto.ObjRef, call func(cp proto.Capability, addr string) error) error {
 	refreshed, restaled := false, false
+	target := fmt.Sprintf("OST%04x", ref.OST)
+	waited := 0
 	for attempt := 0; ; attempt++ {
 		cp, err := f.capability(ctx, nil)
 		if err != nil {
@@ -580,6 +589,9 @@ func (f *File) objCall(ctx context.Context, ref proto.ObjRef, call func(cp proto
 		err = call(cp, addr)
 		switch {
 		case err == nil:
+			if waited > 0 {
+				f.c.endOutage(target)
+			}
 			return nil
 		case errors.Is(err, syscall.EKEYEXPIRED) && !refreshed:
 			refreshed = true
@@ -595,8 +607,16 @@ func (f *File) objCall(ctx context.Context, ref proto.ObjRef, call func(cp proto
 			if changed || !f.holdsObject(ref) {
 				return errLayoutChanged
 			}
-		case transient(err) && attempt < 2 && ctx.Err() == nil:
-			time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
+		case transient(err) && ctx.Err() == nil:
+			if werr := f.c.waitOutage(ctx, target, err, waited); werr != nil {
+				return werr
+			}
+			if waited++; waited%4 == 0 {
+				// The OSS may have come back at another address.
+				if _, terr := f.c.Targets(ctx); terr != nil {
+					f.c.log.Debug("client: refresh the OST table", "err", terr)
+				}
+			}
 		default:
 			return err
 		}

@@ -98,9 +98,7 @@ func lockReq(session, ino, owner uint64, lk Lock, wait bool) *proto.LockReq {
 // Lock of Type proto.LockUnlock if none does.
 func (c *Client) GetLk(ctx context.Context, ino, owner uint64, lk Lock) (Lock, error) {
 	var resp proto.LockResp
-	err := c.withSession(ctx, func(session uint64) error {
-		return c.mdsCall(ctx, ino, proto.OpGetLk, lockReq(session, ino, owner, lk, false), &resp)
-	})
+	err := c.mdsCall(ctx, ino, proto.OpGetLk, lockReq(c.sessionID(), ino, owner, lk, false), &resp)
 	if err != nil {
 		return Lock{}, fmt.Errorf("client: test lock %#x [%d, %d] type %d: %w", ino, lk.Start, lk.End, lk.Type, err)
 	}
@@ -123,11 +121,10 @@ func (c *Client) SetLk(ctx context.Context, ino, owner uint64, lk Lock, wait boo
 		c.locks.note(key)
 	}
 	for {
-		err := c.withSession(call, func(session uint64) error {
-			return c.mdsCall(call, ino, proto.OpLock, lockReq(session, ino, owner, lk, wait), &proto.LockResp{})
-		})
+		err := c.mdsCall(call, ino, proto.OpLock, lockReq(c.sessionID(), ino, owner, lk, wait), &proto.LockResp{})
 		switch {
 		case err == nil:
+			c.noteHeld(ino, owner, lk)
 			if lk.Type != proto.LockUnlock {
 				// An Unlock of the owner racing with this request
 				// may have forgotten it meanwhile.
@@ -152,9 +149,10 @@ func (c *Client) Unlock(ctx context.Context, ino, owner uint64, flock bool) erro
 	if !c.locks.forget(lockKey{ino: ino, owner: owner, flock: flock}) {
 		return nil
 	}
+	c.forgetOwner(ino, owner, flock)
 	c.publish(ctx, ino)
 	err := c.mdsCall(ctx, ino, proto.OpUnlock, &proto.UnlockReq{Session: c.sessionID(), Ino: ino, Owner: owner, Flock: flock}, nil)
-	if err != nil && !errors.Is(err, syscall.ENOTCONN) { // a lost session holds no locks
+	if err != nil && !errors.Is(err, syscall.ENOTCONN) && !errors.Is(err, ErrEvicted) { // a lost session holds no locks
 		return fmt.Errorf("client: release locks of owner %#x on %#x: %w", owner, ino, err)
 	}
 	return nil
@@ -164,6 +162,7 @@ func (c *Client) Unlock(ctx context.Context, ino, owner uint64, flock bool) erro
 // requests waiting for one with ENOLCK.
 func (c *Client) UnlockAll(ctx context.Context) error {
 	c.locks.reset()
+	c.forgetHeld()
 	c.mu.RLock()
 	addr, session := c.mdsAddr, c.session
 	c.mu.RUnlock()
@@ -184,12 +183,14 @@ func (c *Client) publish(ctx context.Context, ino uint64) {
 	if in == nil {
 		return
 	}
-	if err := in.flushAll(); err != nil {
-		return
-	}
+	in.flushWait()
 	in.mu.Lock()
 	w := in.writerLocked(nil)
+	failed := in.err != nil // it stays for fsync or close to report
 	in.mu.Unlock()
+	if failed {
+		return
+	}
 	if w == nil {
 		return
 	}

@@ -166,6 +166,9 @@ func TestUnlockAsksOnlyForLockers(t *testing.T) {
 	}
 }
 
+// TestLockReconnectsLostSession: a client whose session the MDS ended
+// (evicted) is told so once, with EIO, not silently given its locks back;
+// it has a new session at once and its next requests work.
 func TestLockReconnectsLostSession(t *testing.T) {
 	fc := newFakeCluster(t, 1, 1, 64<<10)
 	c := fc.client(Config{})
@@ -173,11 +176,14 @@ func TestLockReconnectsLostSession(t *testing.T) {
 	ino := lockedFile(t, c, "/f")
 	old := c.sessionID()
 	fc.dropSession(old)
-	if err := c.SetLk(ctx, ino, 1, wlock(0, 0), false); err != nil {
-		t.Fatalf("lock after the session was lost: %v", err)
+	if err := c.SetLk(ctx, ino, 1, wlock(0, 0), false); Errno(err) != syscall.EIO || !errors.Is(err, ErrEvicted) {
+		t.Fatalf("lock after the session was lost: %v, want EIO (evicted)", err)
 	}
 	if c.sessionID() == old {
 		t.Fatal("still on the lost session")
+	}
+	if err := c.SetLk(ctx, ino, 1, wlock(0, 0), false); err != nil {
+		t.Fatalf("lock on the new session: %v", err)
 	}
 	if held := fc.heldLocks(); len(held) != 1 || held[0].session != c.sessionID() {
 		t.Errorf("locks %+v, want one of session %d", held, c.sessionID())

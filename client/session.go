@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"syscall"
 	"time"
 
 	"github.com/stratafs/strata/proto"
@@ -47,6 +46,7 @@ func (c *Client) install(addr string, resp *proto.ConnectResp) {
 	}
 	c.mu.Lock()
 	c.session = resp.Session
+	c.instance = resp.Instance
 	c.mdsAddr = addr
 	c.root = resp.Root
 	c.fsname = resp.FSName
@@ -57,10 +57,9 @@ func (c *Client) install(addr string, resp *proto.ConnectResp) {
 	c.setOSTs(resp.OSTs)
 }
 
-// renewLoop renews the session every lease/3 until the client closes. A
-// session the MDS no longer knows (ENOTCONN: its lease expired, or the MDS
-// restarted) is replaced by a new one; files opened under the old session
-// keep working for data but their closes are refused by the MDS.
+// renewLoop renews the session every lease/3 until the client closes. An
+// MDS that no longer knows the session, or that is unreachable, or that is
+// a new run, sends the client through recoverSession.
 func (c *Client) renewLoop() {
 	defer c.wg.Done()
 	for {
@@ -73,15 +72,17 @@ func (c *Client) renewLoop() {
 		case <-time.After(every):
 		}
 		if err := c.renew(c.bg); err != nil && c.bg.Err() == nil {
-			c.log.Warn("client: renew session", "err", err)
+			c.log.Debug("client: renew session", "err", err)
 		}
 	}
 }
 
-// renew extends the session's lease once, reconnecting if the session is gone.
+// renew extends the session's lease once, recovering the session if the
+// MDS lost it or restarted.
 func (c *Client) renew(ctx context.Context) error {
+	gen := c.rec.gen.Load()
 	c.mu.RLock()
-	addr, sess, lease := c.mdsAddr, c.session, c.lease
+	addr, sess, lease, instance := c.mdsAddr, c.session, c.lease, c.instance
 	c.mu.RUnlock()
 	ctx, cancel := context.WithTimeout(ctx, max(lease/3, time.Second))
 	defer cancel()
@@ -89,39 +90,18 @@ func (c *Client) renew(ctx context.Context) error {
 	err := c.rpc.Call(ctx, addr, proto.OpRenew, &proto.RenewReq{Session: sess}, &resp)
 	if err == nil {
 		c.setOSTs(resp.OSTs)
-		return nil
-	}
-	if !errors.Is(err, syscall.ENOTCONN) {
+		if resp.Instance == instance || resp.Instance == 0 {
+			return nil
+		}
+	} else if !recoverable(err) {
 		return err
 	}
-	return c.reconnect(ctx, sess, err)
-}
-
-// reconnect replaces session stale, which the MDS no longer knows (cause
-// says how that was learnt), with a new session. Callers that find the same
-// session gone at once share one new session: whoever comes second finds
-// it already replaced.
-func (c *Client) reconnect(ctx context.Context, stale uint64, cause error) error {
-	c.reconnectMu.Lock()
-	defer c.reconnectMu.Unlock()
-	if c.sessionID() != stale {
-		return nil
+	if err != nil {
+		c.beginOutage("MDT0000", err)
 	}
-	c.log.Warn("client: session lost; reconnecting", "session", fmt.Sprintf("%#x", stale), "err", cause)
-	return c.connect(ctx)
-}
-
-// withSession runs call with the current session and, if the MDS no longer
-// knows that session (ENOTCONN: its lease expired or the MDS restarted),
-// once more with a new one.
-func (c *Client) withSession(ctx context.Context, call func(session uint64) error) error {
-	sess := c.sessionID()
-	err := call(sess)
-	if !errors.Is(err, syscall.ENOTCONN) {
+	if err := c.recoverSession(ctx, gen); err != nil {
 		return err
 	}
-	if rerr := c.reconnect(ctx, sess, err); rerr != nil {
-		return errors.Join(err, rerr)
-	}
-	return call(c.sessionID())
+	c.endOutage("MDT0000")
+	return nil
 }

@@ -271,6 +271,15 @@ func (in *inode) flushRange(off, end int64) {
 // flushAll sends every pending chunk, waits for all chunks in flight and
 // returns the first write error not reported yet (see takeErr).
 func (in *inode) flushAll() error {
+	in.flushWait()
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.takeErr()
+}
+
+// flushWait sends every pending chunk and waits for all chunks in flight,
+// leaving any write error to be reported.
+func (in *inode) flushWait() {
 	in.mu.Lock()
 	in.issueAllLocked()
 	wait := make([]chan struct{}, 0, len(in.wb.inflight))
@@ -281,9 +290,6 @@ func (in *inode) flushAll() error {
 	for _, d := range wait {
 		<-d
 	}
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return in.takeErr()
 }
 
 // invalidateLocked drops what every open File of the inode read ahead in

@@ -32,3 +32,51 @@ func (t ReqTag) IsZero() bool { return t.Session == 0 }
 type RecoveredReq struct {
 	Session uint64 `msgpack:"s"`
 }
+
+// SetTag implements the client's tagging of modifying requests.
+func (r *CreateReq) SetTag(t ReqTag) { r.Tag = t }
+
+// SetTag tags the request.
+func (r *MkdirReq) SetTag(t ReqTag) { r.Tag = t }
+
+// SetTag tags the request.
+func (r *MknodReq) SetTag(t ReqTag) { r.Tag = t }
+
+// SetTag tags the request.
+func (r *SymlinkReq) SetTag(t ReqTag) { r.Tag = t }
+
+// SetTag tags the request.
+func (r *LinkReq) SetTag(t ReqTag) { r.Tag = t }
+
+// SetTag tags the request.
+func (r *UnlinkReq) SetTag(t ReqTag) { r.Tag = t }
+
+// SetTag tags the request.
+func (r *RmdirReq) SetTag(t ReqTag) { r.Tag = t }
+
+// SetTag tags the request.
+func (r *RenameReq) SetTag(t ReqTag) { r.Tag = t }
+
+// SetTag tags the request.
+func (r *SetattrReq) SetTag(t ReqTag) { r.Tag = t }
+
+// SetTag tags the request.
+func (r *OpenReq) SetTag(t ReqTag) { r.Tag = t }
+
+// SetTag tags the request.
+func (r *CloseReq) SetTag(t ReqTag) { r.Tag = t }
+
+// SetTag tags the request.
+func (r *AppendReq) SetTag(t ReqTag) { r.Tag = t }
+
+// SetTag tags the request.
+func (r *SetxattrReq) SetTag(t ReqTag) { r.Tag = t }
+
+// SetTag tags the request.
+func (r *RemovexattrReq) SetTag(t ReqTag) { r.Tag = t }
+
+// SetTag tags the request.
+func (r *SetLayoutReq) SetTag(t ReqTag) { r.Tag = t }
+
+// SetTag tags the request.
+func (r *SetConsistencyReq) SetTag(t ReqTag) { r.Tag = t }

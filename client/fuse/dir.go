@@ -65,7 +65,7 @@ func (fs *fileSystem) dir(fh uint64) *dirHandle {
 // without read permission fails here rather than in getdents.
 func (fs *fileSystem) OpenDir(cancel <-chan struct{}, in *gofuse.OpenIn, out *gofuse.OpenOut) gofuse.Status {
 	d := &dirHandle{ino: fs.ino(in.NodeId), cred: fs.cred(&in.InHeader)}
-	if err := d.fetch(fs.ctx(), fs.c, true); err != nil {
+	if err := d.fetch(fs.ctx(cancel), fs.c, true); err != nil {
 		return fs.status("opendir", err)
 	}
 	fs.handlesMu.Lock()
@@ -92,7 +92,7 @@ func (fs *fileSystem) readDir(cancel <-chan struct{}, in *gofuse.ReadIn, out *go
 	if d == nil {
 		return gofuse.EBADF
 	}
-	ctx := fs.ctx()
+	ctx := fs.ctx(cancel)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if in.Offset == 0 && d.served {
@@ -160,5 +160,5 @@ func (fs *fileSystem) ReleaseDir(in *gofuse.ReleaseIn) {
 // committed at the MDS before it is acknowledged, but the store may sync
 // its log only in the background, so the MDS syncs it before answering.
 func (fs *fileSystem) FsyncDir(cancel <-chan struct{}, in *gofuse.FsyncIn) gofuse.Status {
-	return fs.status("fsyncdir", fs.c.SyncMeta(fs.ctx(), fs.ino(in.NodeId)))
+	return fs.status("fsyncdir", fs.c.SyncMeta(fs.ctx(cancel), fs.ino(in.NodeId)))
 }

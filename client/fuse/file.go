@@ -61,7 +61,7 @@ func (fs *fileSystem) Create(cancel <-chan struct{}, in *gofuse.CreateIn, name s
 		flags |= client.OKillPrivs
 	}
 	seq, alone := fs.createStart()
-	f, err := fs.c.Create(fs.ctx(), fs.cred(&in.InHeader), parent, name, in.Mode, in.Umask, flags, layout.Spec{})
+	f, err := fs.c.Create(fs.ctx(cancel), fs.cred(&in.InHeader), parent, name, in.Mode, in.Umask, flags, layout.Spec{})
 	if err != nil {
 		fs.createDone(seq, alone, parent, nil, false)
 		return fs.status("create", err)
@@ -81,7 +81,7 @@ func (fs *fileSystem) Open(cancel <-chan struct{}, in *gofuse.OpenIn, out *gofus
 		// O_TRUNC by a caller without CAP_FSETID (HANDLE_KILLPRIV_V2).
 		flags |= client.OKillPrivs
 	}
-	f, err := fs.c.Open(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), flags)
+	f, err := fs.c.Open(fs.ctx(cancel), fs.cred(&in.InHeader), fs.ino(in.NodeId), flags)
 	if err != nil {
 		return fs.status("open", err)
 	}
@@ -142,7 +142,7 @@ func (fs *fileSystem) killPrivsOnWrite(h *gofuse.InHeader, f *client.File) gofus
 	if mode&syscall.S_ISUID == 0 && mode&(syscall.S_ISGID|syscall.S_IXGRP) != syscall.S_ISGID|syscall.S_IXGRP {
 		return gofuse.OK
 	}
-	a, err := f.KillPrivs(fs.ctx(), fs.cred(h))
+	a, err := f.KillPrivs(fs.ctx(nil), fs.cred(h))
 	if err != nil {
 		return fs.status("write: clear set-id bits", err)
 	}
@@ -222,7 +222,7 @@ func (fs *fileSystem) Fallocate(cancel <-chan struct{}, in *gofuse.FallocateIn) 
 	if in.Offset > math.MaxInt64 || in.Length > math.MaxInt64 {
 		return gofuse.Status(syscall.EFBIG)
 	}
-	return fs.status("fallocate", f.Fallocate(fs.ctx(), in.Mode, int64(in.Offset), int64(in.Length)))
+	return fs.status("fallocate", f.Fallocate(fs.ctx(cancel), in.Mode, int64(in.Offset), int64(in.Length)))
 }
 
 // CopyFileRange copies between two open Strata files; the OSSes copy what
@@ -235,7 +235,7 @@ func (fs *fileSystem) CopyFileRange(cancel <-chan struct{}, in *gofuse.CopyFileR
 	if in.OffIn > math.MaxInt64 || in.OffOut > math.MaxInt64 {
 		return 0, gofuse.Status(syscall.EFBIG)
 	}
-	n, err := client.CopyRange(fs.ctx(), dst, int64(in.OffOut), src, int64(in.OffIn), int64(min(in.Len, math.MaxInt32)))
+	n, err := client.CopyRange(fs.ctx(cancel), dst, int64(in.OffOut), src, int64(in.OffIn), int64(min(in.Len, math.MaxInt32)))
 	if err != nil && n == 0 {
 		return 0, fs.status("copy_file_range", err)
 	}

@@ -111,7 +111,14 @@ func (fs *fileSystem) nodeID(ino uint64) uint64 { return fs.ino(ino) }
 // kernel interrupt Go callers' requests constantly, and a namespace change
 // the client stopped waiting for may still have been committed, so EINTR
 // would misreport it. Every call is bounded by the rpc call timeout instead.
-func (fs *fileSystem) ctx() context.Context { return context.Background() }
+//
+// During a server outage a request waits for the server between resends
+// (see client.WithInterrupt); that wait, and only that wait, ends with EINTR
+// when the kernel interrupts the request (cancel closes), so that a process
+// stuck on a dead server can be killed.
+func (fs *fileSystem) ctx(cancel <-chan struct{}) context.Context {
+	return client.WithInterrupt(context.Background(), cancel)
+}
 
 // cred returns the identity of the process behind a request.
 func (fs *fileSystem) cred(h *gofuse.InHeader) proto.Cred {
@@ -363,7 +370,7 @@ func (fs *fileSystem) keepCache(a *proto.Attr) bool {
 
 // Lookup finds name in a directory.
 func (fs *fileSystem) Lookup(cancel <-chan struct{}, h *gofuse.InHeader, name string, out *gofuse.EntryOut) gofuse.Status {
-	a, err := fs.c.Lookup(fs.ctx(), fs.cred(h), fs.ino(h.NodeId), name)
+	a, err := fs.c.Lookup(fs.ctx(cancel), fs.cred(h), fs.ino(h.NodeId), name)
 	if err != nil {
 		return fs.status("lookup", err)
 	}
@@ -383,7 +390,7 @@ func (fs *fileSystem) GetAttr(cancel <-chan struct{}, in *gofuse.GetAttrIn, out 
 	gen := fs.changes
 	fs.nodesMu.Unlock()
 	sent := time.Now()
-	a, err := fs.c.Getattr(fs.ctx(), ino)
+	a, err := fs.c.Getattr(fs.ctx(cancel), ino)
 	if errors.Is(err, syscall.ENOENT) {
 		if ra, ok := fs.removedDirAttr(ino); ok {
 			a, err = ra, nil
@@ -445,7 +452,7 @@ func (fs *fileSystem) SetAttr(cancel <-chan struct{}, in *gofuse.SetAttrIn, out 
 			req.Handle = f.Handle()
 		}
 	}
-	a, err := fs.c.Setattr(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), req)
+	a, err := fs.c.Setattr(fs.ctx(cancel), fs.cred(&in.InHeader), fs.ino(in.NodeId), req)
 	if err != nil {
 		return fs.status("setattr", err)
 	}
@@ -456,7 +463,7 @@ func (fs *fileSystem) SetAttr(cancel <-chan struct{}, in *gofuse.SetAttrIn, out 
 // Mknod creates a special or empty regular file.
 func (fs *fileSystem) Mknod(cancel <-chan struct{}, in *gofuse.MknodIn, name string, out *gofuse.EntryOut) gofuse.Status {
 	defer fs.changed()
-	a, err := fs.c.Mknod(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, in.Umask, in.Rdev)
+	a, err := fs.c.Mknod(fs.ctx(cancel), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, in.Umask, in.Rdev)
 	if err != nil {
 		return fs.status("mknod", err)
 	}
@@ -467,7 +474,7 @@ func (fs *fileSystem) Mknod(cancel <-chan struct{}, in *gofuse.MknodIn, name str
 // Mkdir creates a directory; the MDS places it.
 func (fs *fileSystem) Mkdir(cancel <-chan struct{}, in *gofuse.MkdirIn, name string, out *gofuse.EntryOut) gofuse.Status {
 	defer fs.changed()
-	a, err := fs.c.Mkdir(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, in.Umask, -1)
+	a, err := fs.c.Mkdir(fs.ctx(cancel), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, in.Umask, -1)
 	if err != nil {
 		return fs.status("mkdir", err)
 	}
@@ -478,13 +485,13 @@ func (fs *fileSystem) Mkdir(cancel <-chan struct{}, in *gofuse.MkdirIn, name str
 // Unlink removes a non-directory.
 func (fs *fileSystem) Unlink(cancel <-chan struct{}, h *gofuse.InHeader, name string) gofuse.Status {
 	defer fs.changed()
-	return fs.status("unlink", fs.c.Unlink(fs.ctx(), fs.cred(h), fs.ino(h.NodeId), name))
+	return fs.status("unlink", fs.c.Unlink(fs.ctx(cancel), fs.cred(h), fs.ino(h.NodeId), name))
 }
 
 // Rmdir removes an empty directory.
 func (fs *fileSystem) Rmdir(cancel <-chan struct{}, h *gofuse.InHeader, name string) gofuse.Status {
 	defer fs.changed()
-	return fs.status("rmdir", fs.c.Rmdir(fs.ctx(), fs.cred(h), fs.ino(h.NodeId), name))
+	return fs.status("rmdir", fs.c.Rmdir(fs.ctx(cancel), fs.cred(h), fs.ino(h.NodeId), name))
 }
 
 // Rename renames an entry, with renameat2's RENAME_NOREPLACE and
@@ -501,14 +508,14 @@ func (fs *fileSystem) Rename(cancel <-chan struct{}, in *gofuse.RenameIn, oldNam
 	if in.Flags&^(unix.RENAME_NOREPLACE|unix.RENAME_EXCHANGE) != 0 {
 		return gofuse.EINVAL // RENAME_WHITEOUT is for overlay filesystems
 	}
-	err := fs.c.Rename(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), oldName, fs.ino(in.Newdir), newName, flags)
+	err := fs.c.Rename(fs.ctx(cancel), fs.cred(&in.InHeader), fs.ino(in.NodeId), oldName, fs.ino(in.Newdir), newName, flags)
 	return fs.status("rename", err)
 }
 
 // Link makes a hard link.
 func (fs *fileSystem) Link(cancel <-chan struct{}, in *gofuse.LinkIn, name string, out *gofuse.EntryOut) gofuse.Status {
 	defer fs.changed()
-	a, err := fs.c.Link(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.Oldnodeid), fs.ino(in.NodeId), name)
+	a, err := fs.c.Link(fs.ctx(cancel), fs.cred(&in.InHeader), fs.ino(in.Oldnodeid), fs.ino(in.NodeId), name)
 	if err != nil {
 		return fs.status("link", err)
 	}
@@ -519,7 +526,7 @@ func (fs *fileSystem) Link(cancel <-chan struct{}, in *gofuse.LinkIn, name strin
 // Symlink creates a symbolic link linkName pointing to target.
 func (fs *fileSystem) Symlink(cancel <-chan struct{}, h *gofuse.InHeader, target, linkName string, out *gofuse.EntryOut) gofuse.Status {
 	defer fs.changed()
-	a, err := fs.c.Symlink(fs.ctx(), fs.cred(h), fs.ino(h.NodeId), linkName, target)
+	a, err := fs.c.Symlink(fs.ctx(cancel), fs.cred(h), fs.ino(h.NodeId), linkName, target)
 	if err != nil {
 		return fs.status("symlink", err)
 	}
@@ -529,7 +536,7 @@ func (fs *fileSystem) Symlink(cancel <-chan struct{}, h *gofuse.InHeader, target
 
 // Readlink returns a symbolic link's target.
 func (fs *fileSystem) Readlink(cancel <-chan struct{}, h *gofuse.InHeader) ([]byte, gofuse.Status) {
-	target, err := fs.c.Readlink(fs.ctx(), fs.ino(h.NodeId))
+	target, err := fs.c.Readlink(fs.ctx(cancel), fs.ino(h.NodeId))
 	if err != nil {
 		return nil, fs.status("readlink", err)
 	}
@@ -538,12 +545,12 @@ func (fs *fileSystem) Readlink(cancel <-chan struct{}, h *gofuse.InHeader) ([]by
 
 // Access checks access(2) permissions at the MDS.
 func (fs *fileSystem) Access(cancel <-chan struct{}, in *gofuse.AccessIn) gofuse.Status {
-	return fs.status("access", fs.c.Access(fs.ctx(), fs.cred(&in.InHeader), fs.ino(in.NodeId), in.Mask))
+	return fs.status("access", fs.c.Access(fs.ctx(cancel), fs.cred(&in.InHeader), fs.ino(in.NodeId), in.Mask))
 }
 
 // StatFs reports filesystem-wide usage.
 func (fs *fileSystem) StatFs(cancel <-chan struct{}, h *gofuse.InHeader, out *gofuse.StatfsOut) gofuse.Status {
-	st, err := fs.c.Statfs(fs.ctx())
+	st, err := fs.c.Statfs(fs.ctx(cancel))
 	if err != nil {
 		return fs.status("statfs", err)
 	}

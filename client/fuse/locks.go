@@ -44,7 +44,7 @@ func lockOf(in *gofuse.LkIn) client.Lock {
 // GetLk serves F_GETLK: the first conflicting lock, with the pid of its
 // holder on whichever client it is, or F_UNLCK.
 func (fs *fileSystem) GetLk(cancel <-chan struct{}, in *gofuse.LkIn, out *gofuse.LkOut) gofuse.Status {
-	c, err := fs.c.GetLk(fs.ctx(), fs.ino(in.NodeId), in.Owner, lockOf(in))
+	c, err := fs.c.GetLk(fs.ctx(cancel), fs.ino(in.NodeId), in.Owner, lockOf(in))
 	if err != nil {
 		return fs.status("getlk", err)
 	}
@@ -61,7 +61,7 @@ func (fs *fileSystem) GetLk(cancel <-chan struct{}, in *gofuse.LkIn, out *gofuse
 
 // SetLk serves F_SETLK and flock with LOCK_NB: a conflict is EAGAIN.
 func (fs *fileSystem) SetLk(cancel <-chan struct{}, in *gofuse.LkIn) gofuse.Status {
-	return fs.status("setlk", fs.c.SetLk(fs.ctx(), fs.ino(in.NodeId), in.Owner, lockOf(in), false))
+	return fs.status("setlk", fs.c.SetLk(fs.ctx(cancel), fs.ino(in.NodeId), in.Owner, lockOf(in), false))
 }
 
 // SetLkw serves F_SETLKW and blocking flock: it waits until the lock is
@@ -70,7 +70,7 @@ func (fs *fileSystem) SetLk(cancel <-chan struct{}, in *gofuse.LkIn) gofuse.Stat
 // kernel turns that EINTR into a restart for callers whose signal handler
 // has SA_RESTART, as POSIX wants.
 func (fs *fileSystem) SetLkw(cancel <-chan struct{}, in *gofuse.LkIn) gofuse.Status {
-	ctx, stop := context.WithCancel(fs.ctx())
+	ctx, stop := context.WithCancel(fs.ctx(cancel))
 	defer stop()
 	go func() {
 		select {
@@ -85,7 +85,7 @@ func (fs *fileSystem) SetLkw(cancel <-chan struct{}, in *gofuse.LkIn) gofuse.Sta
 // releaseLocks releases the fcntl locks (flock false) or the flock lock of
 // a lock owner on a node after a close.
 func (fs *fileSystem) releaseLocks(nodeID, owner uint64, flock bool) {
-	if err := fs.c.Unlock(fs.ctx(), fs.ino(nodeID), owner, flock); err != nil {
+	if err := fs.c.Unlock(fs.ctx(nil), fs.ino(nodeID), owner, flock); err != nil {
 		fs.log.Warn("fuse: release locks at close", "ino", fs.ino(nodeID), "owner", owner, "flock", flock, "err", err)
 	}
 }

@@ -56,19 +56,19 @@ func (fs *fileSystem) virtualXattr(cancel <-chan struct{}, ino uint64, name stri
 	var v any
 	switch name {
 	case xattrLayout:
-		resp, err := fs.c.GetLayout(fs.ctx(), ino)
+		resp, err := fs.c.GetLayout(fs.ctx(cancel), ino)
 		if err != nil {
 			return nil, true, err
 		}
 		v = resp
 	case xattrTargets:
-		resp, err := fs.c.Targets(fs.ctx())
+		resp, err := fs.c.Targets(fs.ctx(cancel))
 		if err != nil {
 			return nil, true, err
 		}
 		v = resp
 	case xattrConsistency:
-		a, err := fs.c.Getattr(fs.ctx(), ino)
+		a, err := fs.c.Getattr(fs.ctx(cancel), ino)
 		if err != nil {
 			return nil, true, err
 		}
@@ -88,7 +88,7 @@ func (fs *fileSystem) GetXAttr(cancel <-chan struct{}, h *gofuse.InHeader, name 
 	ino := fs.ino(h.NodeId)
 	value, virtual, err := fs.virtualXattr(cancel, ino, name)
 	if !virtual {
-		value, err = fs.c.Getxattr(fs.ctx(), fs.cred(h), ino, name)
+		value, err = fs.c.Getxattr(fs.ctx(cancel), fs.cred(h), ino, name)
 	}
 	if err != nil {
 		return 0, fs.status("getxattr", err)
@@ -101,7 +101,7 @@ func (fs *fileSystem) GetXAttr(cancel <-chan struct{}, h *gofuse.InHeader, name 
 
 // ListXAttr lists extended attribute names, without the virtual ones.
 func (fs *fileSystem) ListXAttr(cancel <-chan struct{}, h *gofuse.InHeader, dest []byte) (uint32, gofuse.Status) {
-	names, err := fs.c.Listxattr(fs.ctx(), fs.cred(h), fs.ino(h.NodeId))
+	names, err := fs.c.Listxattr(fs.ctx(cancel), fs.cred(h), fs.ino(h.NodeId))
 	if err != nil {
 		return 0, fs.status("listxattr", err)
 	}
@@ -139,16 +139,16 @@ func (fs *fileSystem) SetXAttr(cancel <-chan struct{}, in *gofuse.SetXAttrIn, na
 			fs.log.Debug("fuse: setstripe: invalid layout", "ino", ino, "err", err)
 			return gofuse.EINVAL
 		}
-		_, err := fs.c.SetLayout(fs.ctx(), cred, ino, spec)
+		_, err := fs.c.SetLayout(fs.ctx(cancel), cred, ino, spec)
 		return fs.status("setstripe", err)
 	case xattrConsistency:
-		return fs.status("setconsistency", fs.c.SetConsistency(fs.ctx(), cred, ino, string(data)))
+		return fs.status("setconsistency", fs.c.SetConsistency(fs.ctx(cancel), cred, ino, string(data)))
 	case xattrMkdir:
 		var req MkdirRequest
 		if err := json.Unmarshal(data, &req); err != nil {
 			return gofuse.EINVAL
 		}
-		_, err := fs.c.Mkdir(fs.ctx(), cred, ino, req.Name, req.Mode, req.Umask, req.MDT)
+		_, err := fs.c.Mkdir(fs.ctx(cancel), cred, ino, req.Name, req.Mode, req.Umask, req.MDT)
 		return fs.status("mkdir", err)
 	case xattrTargets:
 		return gofuse.EPERM
@@ -162,7 +162,7 @@ func (fs *fileSystem) SetXAttr(cancel <-chan struct{}, in *gofuse.SetXAttrIn, na
 	if in.Flags&unix.XATTR_REPLACE != 0 {
 		flags |= proto.XattrReplace
 	}
-	return fs.status("setxattr", fs.c.Setxattr(fs.ctx(), cred, ino, name, data, flags))
+	return fs.status("setxattr", fs.c.Setxattr(fs.ctx(cancel), cred, ino, name, data, flags))
 }
 
 // RemoveXAttr removes an extended attribute; removing xattrLayout removes a
@@ -172,12 +172,12 @@ func (fs *fileSystem) RemoveXAttr(cancel <-chan struct{}, h *gofuse.InHeader, na
 	ino := fs.ino(h.NodeId)
 	switch name {
 	case xattrLayout:
-		_, err := fs.c.SetLayout(fs.ctx(), fs.cred(h), ino, layout.Spec{})
+		_, err := fs.c.SetLayout(fs.ctx(cancel), fs.cred(h), ino, layout.Spec{})
 		return fs.status("setstripe", err)
 	case xattrConsistency:
-		return fs.status("setconsistency", fs.c.SetConsistency(fs.ctx(), fs.cred(h), ino, ""))
+		return fs.status("setconsistency", fs.c.SetConsistency(fs.ctx(cancel), fs.cred(h), ino, ""))
 	case xattrTargets, xattrMkdir:
 		return gofuse.EPERM
 	}
-	return fs.status("removexattr", fs.c.Removexattr(fs.ctx(), fs.cred(h), ino, name))
+	return fs.status("removexattr", fs.c.Removexattr(fs.ctx(cancel), fs.cred(h), ino, name))
 }

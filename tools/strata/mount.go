@@ -34,6 +34,9 @@ type mountSpec struct {
 	consistency string
 	allowOther  bool
 	debug       bool
+	// recoveryTimeout bounds how long a request waits through a server
+	// outage before it fails with EIO (0: the client's default).
+	recoveryTimeout time.Duration
 }
 
 // parseSource splits "ADDR[,ADDR]:/FSNAME".
@@ -63,6 +66,12 @@ func (s *mountSpec) applyOptions(opts []string) error {
 			s.allowOther = false
 		case "debug":
 			s.debug = true
+		case "recovery_timeout", "recovery-timeout":
+			d, err := time.ParseDuration(val)
+			if err != nil || d <= 0 {
+				return fmt.Errorf("-o recovery_timeout=%s: want a duration such as 5m", val)
+			}
+			s.recoveryTimeout = d
 		case "rw", "defaults", "noatime", "relatime", "_netdev":
 		default:
 			return fmt.Errorf("unknown mount option %q", o)
@@ -80,7 +89,12 @@ filesystem, or --config names a client file (such as DIR/client.yaml written
 by "strata up") with keys mds, fsname and secret-file.
 
 Options (-o, comma separated): consistency=close-to-open|strict,
-secret_file=FILE, allow_other, noallow_other, debug.
+secret_file=FILE, allow_other, noallow_other, recovery_timeout=DURATION,
+debug.
+
+When an MDS or OSS restarts or fails over, applications block and carry on
+once it is back (their requests are resent); only after recovery_timeout
+(default 5m) do they get EIO.
 
 Mounted by root, the filesystem serves every user of the node (allow_other),
 with permissions checked by the MDS and the kernel as on a local disk;
@@ -135,7 +149,8 @@ func buildMountSpec(v *viper.Viper, args []string) (*mountSpec, error) {
 		consistency: v.GetString("consistency"),
 		// Root's mount serves every user of the node; fusermount3
 		// refuses allow_other to others unless fuse.conf allows it.
-		allowOther: os.Geteuid() == 0,
+		allowOther:      os.Geteuid() == 0,
+		recoveryTimeout: v.GetDuration("recovery-timeout"),
 	}
 	for _, key := range []string{"allow-other", "allow_other"} {
 		if v.IsSet(key) {
@@ -250,13 +265,15 @@ func runMount(spec *mountSpec, mnt, logLevel string) (err error) {
 	log := newLogger(logLevel).With("proc", "mount", "mnt", mnt)
 	ctx, stop := signalContext()
 	defer stop()
-	connectCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	// The mount itself fails fast, with the reason, when no MDS answers.
+	connectCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	c, err := client.New(connectCtx, client.Config{
-		MDS:         spec.mds,
-		FSName:      spec.fsname,
-		Secret:      secret,
-		Consistency: spec.consistency,
-		Logger:      log,
+		MDS:             spec.mds,
+		FSName:          spec.fsname,
+		Secret:          secret,
+		Consistency:     spec.consistency,
+		Logger:          log,
+		RecoveryTimeout: spec.recoveryTimeout,
 	})
 	cancel()
 	if err != nil {
