@@ -152,7 +152,9 @@ func (c *crashCluster) start(d *daemon) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not serving a minute after start; log %s", d.name, d.log)
+			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+			<-d.done
+			return fmt.Errorf("%s not serving a minute after start (killed); log %s", d.name, d.log)
 		}
 	}
 	return nil

@@ -70,6 +70,13 @@ type crashWorkload struct {
 	// mount point.
 	gate *sync.RWMutex
 
+	// stopCh and done belong to the running goroutine (start, stop);
+	// aborted, closed once by abort, ends even an unacknowledged retry.
+	stopCh    chan struct{}
+	done      chan error
+	aborted   chan struct{}
+	abortOnce sync.Once
+
 	mu       sync.Mutex
 	model    crashModel
 	acked    int   // operations acknowledged
@@ -84,7 +91,32 @@ type crashWorkload struct {
 func newCrashWorkload(seed int64, mnt string, gate *sync.RWMutex) *crashWorkload {
 	return &crashWorkload{
 		seed: seed, rng: rand.New(rand.NewPCG(uint64(seed), 0xc4a54)), mnt: mnt, gate: gate,
-		model: crashModel{files: map[int]*crashFile{}}, retryFor: 2 * time.Minute,
+		model: crashModel{files: map[int]*crashFile{}}, retryFor: 2 * time.Minute, aborted: make(chan struct{}),
+	}
+}
+
+// start runs the workload on a goroutine of its own until stop.
+func (w *crashWorkload) start() {
+	w.stopCh, w.done = make(chan struct{}), make(chan error, 1)
+	go func() { w.done <- w.run(w.stopCh) }()
+}
+
+// stop lets the operation in hand finish (until acknowledged) and returns
+// the workload's fatal error, if any.
+func (w *crashWorkload) stop() error {
+	close(w.stopCh)
+	err := <-w.done
+	w.done = nil
+	return err
+}
+
+// abort ends a running workload without waiting for acknowledgements, for
+// a test that has failed; it returns once the goroutine has ended.
+func (w *crashWorkload) abort() {
+	w.abortOnce.Do(func() { close(w.aborted) })
+	if w.done != nil {
+		<-w.done
+		w.done = nil
 	}
 }
 
@@ -102,6 +134,8 @@ func (w *crashWorkload) run(stop <-chan struct{}) error {
 		select {
 		case <-stop:
 			return nil
+		case <-w.aborted:
+			return errors.New("aborted")
 		default:
 		}
 		if err := w.step(); err != nil {
@@ -165,7 +199,11 @@ func (w *crashWorkload) attempt(what string, op func(retry bool) error) error {
 		if time.Since(start) > w.retryFor {
 			return fmt.Errorf("%s still failing after %v: %w", what, w.retryFor, err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-w.aborted:
+			return fmt.Errorf("%s: aborted while retrying: %w", what, err)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 

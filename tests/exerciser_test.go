@@ -244,14 +244,21 @@ func mountPIDs(mnt string) []int {
 }
 
 // tempDir755 is a temporary directory that every user may enter (t.TempDir's
-// parent is private), removed at cleanup.
+// parent is private). It is removed at cleanup unless the test failed: then
+// the daemons' logs and state stay for inspection.
 func tempDir755(t *testing.T) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "strata-"+strings.ReplaceAll(t.Name(), "/", "-")+"-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("kept %s (logs in its logs/) for inspection", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -177,15 +177,20 @@ func (e *engine) describe(base int64, got, want []byte, bad int) string {
 		j := min(i+16, to)
 		fmt.Fprintf(&b, "  %#-10x % x  % x\n", base+int64(i), want[i:j], got[i:j])
 	}
-	b.WriteString("  " + e.guess(base, got, bad, min(bad+16, len(got))) + "\n")
+	b.WriteString("  " + e.guess(base, got, want, bad) + "\n")
 	return b.String()
 }
 
 // guess says which step's pattern the wrong bytes match, if they match
-// one, or that they are zeros.
-func (e *engine) guess(base int64, got []byte, from, to int) string {
-	zeros, stepByte, same := true, -1, true
-	for i := from; i < to; i++ {
+// one, or that they are zeros. It looks at up to 16 wrong bytes from the
+// first one.
+func (e *engine) guess(base int64, got, want []byte, from int) string {
+	zeros, stepByte, same, seen := true, -1, true, 0
+	for i := from; i < len(got) && seen < 16; i++ {
+		if got[i] == want[i] {
+			continue
+		}
+		seen++
 		if got[i] != 0 {
 			zeros = false
 		}
@@ -199,7 +204,7 @@ func (e *engine) guess(base int64, got []byte, from, to int) string {
 	case zeros:
 		return "the wrong bytes are zeros (a hole, a lost write, or a punch/zero/truncate applied where it should not be)"
 	case !same:
-		return "the wrong bytes match no single step's pattern (source-file data, or garbage)"
+		return "the wrong bytes match no single step's pattern (source-file data, copied data, or garbage)"
 	}
 	var steps []string
 	for _, op := range e.hist {
@@ -207,5 +212,5 @@ func (e *engine) guess(base int64, got []byte, from, to int) string {
 			steps = append(steps, fmt.Sprintf("%d", op.Step))
 		}
 	}
-	return fmt.Sprintf("the wrong bytes match the pattern of a write at step ≡ %d (mod 256); listed steps: %v", stepByte, steps)
+	return fmt.Sprintf("the wrong bytes match the pattern of a write at step ≡ %d (mod 256); such writes in the history: %v", stepByte, steps)
 }

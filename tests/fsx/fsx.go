@@ -207,7 +207,8 @@ func (e *engine) run() error {
 	return nil
 }
 
-// step performs one operation and checks the file afterwards.
+// step performs one operation and checks the file afterwards, both under
+// the stall timer.
 func (e *engine) step(op *Op) error {
 	stall := time.AfterFunc(e.cfg.StepTimeout, func() {
 		e.stalled.Store(true)
@@ -216,7 +217,6 @@ func (e *engine) step(op *Op) error {
 		}
 	})
 	err := e.do(op)
-	stall.Stop()
 	full := op.Step%e.cfg.FullCheckEvery == 0 || op.Kind == Reopen
 	if err == nil {
 		err = e.check(op, full)
@@ -224,6 +224,7 @@ func (e *engine) step(op *Op) error {
 	if err == nil && e.cfg.Peer != "" && (e.cfg.PeerEveryStep || op.Kind == Fsync) {
 		err = e.peerCheck(op, full || !e.cfg.PeerEveryStep)
 	}
+	stall.Stop()
 	e.record(*op)
 	if err != nil {
 		return e.failure(op, err)
