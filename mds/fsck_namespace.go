@@ -259,9 +259,9 @@ type censusName struct {
 	name   string
 }
 
-// buildCensus reads the next page of the run's census; it reports how many
-// keys it read and whether the census is complete.
-func (r *fsckRun) buildCensus(ctx context.Context) (int, bool, error) {
+// buildCensus reads the next page of the run's census and reports whether
+// the census is complete.
+func (r *fsckRun) buildCensus(ctx context.Context) (bool, error) {
 	c := r.census
 	if c == nil {
 		c = &fsckCensus{inodes: map[uint64]*censusInode{}}
@@ -269,17 +269,16 @@ func (r *fsckRun) buildCensus(ctx context.Context) (int, bool, error) {
 		r.census = c
 	}
 	if c.done {
-		return 0, true, nil
+		return true, nil
 	}
 	k := r.s.keys
-	var n int
 	var passDone bool
 	err := r.s.fsckView(ctx, &c.cursor, func(t *mtx, cur *[]byte) error {
 		var err error
 		if !c.entries {
 			_, end := k.inodeRange()
 			page := map[uint64]*censusInode{}
-			n, passDone, err = fsckScan(ctx, t, cur, end, func(key, v []byte) error {
+			_, passDone, err = fsckScan(ctx, t, cur, end, func(key, v []byte) error {
 				ino, err := k.inodeIno(key)
 				if err != nil {
 					return err
@@ -305,7 +304,7 @@ func (r *fsckRun) buildCensus(ctx context.Context) (int, bool, error) {
 			d      dentry
 		}
 		var page []seen
-		n, passDone, err = fsckScan(ctx, t, cur, end, func(key, v []byte) error {
+		_, passDone, err = fsckScan(ctx, t, cur, end, func(key, v []byte) error {
 			parent, err := k.dentryParent(key)
 			if err != nil {
 				return err
@@ -341,7 +340,7 @@ func (r *fsckRun) buildCensus(ctx context.Context) (int, bool, error) {
 		return nil
 	})
 	if err != nil {
-		return n, false, err
+		return false, err
 	}
 	if passDone && !c.entries {
 		c.entries = true
@@ -349,7 +348,7 @@ func (r *fsckRun) buildCensus(ctx context.Context) (int, bool, error) {
 	} else if passDone {
 		c.done = true
 	}
-	return n, c.done, nil
+	return c.done, nil
 }
 
 // unchanged reports, in t, whether every inode of inos still has the record

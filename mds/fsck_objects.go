@@ -208,7 +208,7 @@ func (r *fsckRun) orphansOf(ctx context.Context, addr string, listed []proto.Obj
 		ref := o
 		found = append(found, &fsckFinding{
 			FsckFinding: proto.FsckFinding{Ino: o.ID.Ino, Object: &ref,
-				Problem: fmt.Sprintf("object %s on OST %d (%d bytes) belongs to no file's layout and is not queued for destruction", o.ID, o.OST, st.Size)},
+				Problem: fmt.Sprintf("belongs to no file's layout and is not queued for destruction (%d bytes)", st.Size)},
 			fix: orphanFix{addr: addr, ref: o},
 		})
 	}
@@ -305,14 +305,13 @@ func (c *missingObjectChecker) step(ctx context.Context, r *fsckRun) ([]*fsckFin
 		fix missingFix
 	}
 	var cands []written
-	var n int
 	var done bool
 	cursor := c.cursor
 	err := r.s.view(ctx, func(t *mtx) error {
 		cands = nil
 		cursor = slices.Clone(c.cursor)
 		var err error
-		n, done, err = fsckScan(ctx, t, &cursor, end, func(key, v []byte) error {
+		_, done, err = fsckScan(ctx, t, &cursor, end, func(key, v []byte) error {
 			ino, err := k.inodeIno(key)
 			if err != nil {
 				return err
@@ -334,7 +333,7 @@ func (c *missingObjectChecker) step(ctx context.Context, r *fsckRun) ([]*fsckFin
 		return err
 	})
 	if err != nil {
-		return nil, n, false, err
+		return nil, 0, false, err
 	}
 	var objs []proto.ObjRef
 	for _, w := range cands {
@@ -342,7 +341,7 @@ func (c *missingObjectChecker) step(ctx context.Context, r *fsckRun) ([]*fsckFin
 	}
 	state, err := r.probeObjects(ctx, objs)
 	if err != nil {
-		return nil, n, false, err
+		return nil, 0, false, err
 	}
 	var found []*fsckFinding
 	err = r.s.view(ctx, func(t *mtx) error {
@@ -361,17 +360,17 @@ func (c *missingObjectChecker) step(ctx context.Context, r *fsckRun) ([]*fsckFin
 			ref := w.fix.ref
 			found = append(found, &fsckFinding{
 				FsckFinding: proto.FsckFinding{Ino: w.ino, Object: &ref,
-					Problem: fmt.Sprintf("object %s on OST %d was written but is missing: the data it held is lost", ref.ID, ref.OST)},
+					Problem: "was written but is missing: the data it held is lost"},
 				fix: w.fix,
 			})
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, n, false, err
+		return nil, 0, false, err
 	}
 	c.cursor = cursor
-	return found, n, done, nil
+	return found, len(cands), done, nil
 }
 
 // stillWritten reports whether ino's current layout still has the object

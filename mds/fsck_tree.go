@@ -35,8 +35,8 @@ type linkFix struct {
 func (c *linkChecker) name() string { return fsckLinks }
 
 func (c *linkChecker) step(ctx context.Context, r *fsckRun) ([]*fsckFinding, int, bool, error) {
-	if n, complete, err := r.buildCensus(ctx); !complete || err != nil {
-		return nil, n, false, err
+	if complete, err := r.buildCensus(ctx); !complete || err != nil {
+		return nil, 0, false, err
 	}
 	census := r.census
 	if c.inos == nil {
@@ -164,8 +164,8 @@ type dirFix struct {
 func (c *dirChecker) name() string { return fsckDirs }
 
 func (c *dirChecker) step(ctx context.Context, r *fsckRun) ([]*fsckFinding, int, bool, error) {
-	if n, complete, err := r.buildCensus(ctx); !complete || err != nil {
-		return nil, n, false, err
+	if complete, err := r.buildCensus(ctx); !complete || err != nil {
+		return nil, 0, false, err
 	}
 	census := r.census
 	if c.dirs == nil {

@@ -71,7 +71,7 @@ Start a local filesystem with "strata up"; run "strata COMMAND --help" for a ver
 		newMountCmd(), newUmountCmd(),
 		newSetstripeCmd(), newGetstripeCmd(), newDfCmd(), newOstsCmd(),
 		newMkdirCmd(), newGetdirstripeCmd(), newMdtsCmd(),
-		newVersionCmd(), newRDMACmd(),
+		newVersionCmd(), newRDMACmd(), newFsckCmd(),
 	)
 	return root
 }
@@ -95,6 +95,13 @@ func main() {
 	root := newRootCmd()
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
+		var st *exitStatus
+		if errors.As(err, &st) {
+			if st.err != nil {
+				fmt.Fprintln(os.Stderr, st.err)
+			}
+			os.Exit(st.code)
+		}
 		var ce *cliError
 		if !errors.As(err, &ce) {
 			verb := "strata"
