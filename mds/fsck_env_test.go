@@ -128,11 +128,21 @@ type fsckEnv struct {
 	objs *fakeObjects
 }
 
-// newFsckEnv makes an env on the embedded engine with a service over
+// onEngines runs fn as a subtest on each kv engine, with a fresh fsckEnv.
+func onEngines(t *testing.T, fn func(t *testing.T, e *fsckEnv)) {
+	for _, eng := range []struct {
+		name string
+		open opener
+	}{{"embedded", openEmbedded}, {"tikv", openTiKVMock}} {
+		t.Run(eng.name, func(t *testing.T) { fn(t, newFsckEnv(t, eng.open)) })
+	}
+}
+
+// newFsckEnv makes an env on the engine open opens with a service over
 // fakeObjects.
-func newFsckEnv(t *testing.T) *fsckEnv {
+func newFsckEnv(t *testing.T, open opener) *fsckEnv {
 	t.Helper()
-	e := newEnv(t, openEmbedded)
+	e := newEnv(t, open)
 	fo := &fakeObjects{fakeIO: e.io, objs: map[layout.Object]fakeObject{}, dead: map[layout.Object]bool{}}
 	s, err := NewService(e.ctx, e.db, ServiceOptions{
 		Secret: testSecret, ObjectIO: fo, Logger: quietLogger(), Now: e.clock.Now, Lease: 30 * time.Second,
