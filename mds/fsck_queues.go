@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"syscall"
-	"time"
 
 	"github.com/stratafs/strata/layout"
 	"github.com/stratafs/strata/proto"
@@ -15,10 +14,13 @@ import (
 // unlinked while open) and the destroy queue (objects the OSTs must
 // delete).
 
-// fsckQueueGrace is how old a destroy-queue entry must be before fsck
-// judges it by its objects: a younger one may be in the middle of a
-// destroy worker's pass, its objects deleted and its entry not yet.
-const fsckQueueGrace = time.Minute
+// fsckQueueGrace is how long a destroy-queue entry, and the MDS that
+// drains it, must have existed before fsck judges the entry by its objects:
+// the destroy worker drains a pass at start, when kicked and every
+// destroyIdle, and deletes an entry only after its objects are gone, so a
+// younger entry whose objects are gone may simply be in the middle of a
+// pass. An older one is one no worker finishes.
+const fsckQueueGrace = 2 * destroyIdle
 
 // orphanListChecker finds orphan-list entries of inodes that do not exist
 // or that have links again: the list is for files whose last link went
@@ -124,6 +126,9 @@ func (c *destroyQueueChecker) step(ctx context.Context, r *fsckRun) ([]*fsckFind
 	var n int
 	var done bool
 	cutoff := r.start.Add(-fsckQueueGrace).UnixNano()
+	if r.start.Sub(r.s.start) < fsckQueueGrace {
+		cutoff = 0 // this MDS's worker has not had its time yet
+	}
 	cursor := slices.Clone(c.cursor)
 	err := r.s.view(ctx, func(t *mtx) error {
 		found, old = nil, nil

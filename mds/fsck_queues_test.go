@@ -56,8 +56,9 @@ func TestFsckDestroyQueueLive(t *testing.T) {
 }
 
 // TestFsckDestroyQueueGone seeds a destroy-queue entry, queued long ago,
-// whose objects are gone already; a young one like it is left alone (its
-// destroy may be under way).
+// whose objects are gone already. A young one like it is left alone (its
+// destroy may be under way), and so is every such entry while the MDS has
+// not run long enough for its destroy worker to have drained them.
 func TestFsckDestroyQueueGone(t *testing.T) {
 	onEngines(t, func(t *testing.T, e *fsckEnv) {
 		e.populate()
@@ -65,6 +66,8 @@ func TestFsckDestroyQueueGone(t *testing.T) {
 		e.corrupt(func(t *mtx) error {
 			return t.setRecord(t.k.destroy(makeIno(0, 3333), 1), &destroyRecord{Objs: gone, Queued: t.now - int64(time.Hour)})
 		})
+		e.mustClean() // the MDS has just started
+		e.clock.Advance(fsckQueueGrace)
 		young := []proto.ObjRef{{OST: 1, ID: layout.ObjectID{Ino: makeIno(0, 3334), Seq: 1}}}
 		e.corrupt(func(t *mtx) error { _, err := t.queueDestroy(makeIno(0, 3334), young); return err })
 		f := e.checkSeeded(fsckDestroyQueue)
