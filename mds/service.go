@@ -155,6 +155,7 @@ func NewService(ctx context.Context, db *kv.DB, opts ServiceOptions) (*Service, 
 	if err := s.targets.load(ctx, s); err != nil {
 		return nil, err
 	}
+	s.targets.presumeAlive(s.now())
 	if err := s.loadRecovery(ctx); err != nil {
 		return nil, err
 	}

@@ -100,6 +100,20 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
+// presumeAlive marks every OST with a known OSS as heard from at now: an
+// MDS that just started has had no heartbeat yet, and must not refuse
+// creates (ENOSPC) for the seconds until the OSSes' next ones; an OST that
+// is really gone drops out after activeWindow like any other.
+func (tt *targetTable) presumeAlive(now time.Time) {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	for _, st := range tt.osts {
+		if st.rec.Addr != "" && st.beat.IsZero() {
+			st.beat = now
+		}
+	}
+}
+
 // active reports whether an OST's heartbeat is recent at now.
 func (st *ostState) active(now time.Time) bool {
 	return !st.beat.IsZero() && now.Sub(st.beat) < activeWindow

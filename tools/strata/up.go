@@ -101,7 +101,8 @@ type upCluster struct {
 
 	mu       sync.Mutex
 	children []*exec.Cmd
-	exited   chan string // name of a child that exited
+	args     map[string][]string // how each child was started, to restart it
+	exited   chan string         // name of a child that exited
 }
 
 func (u *upCluster) run(stripeCount, stripeSize string) error {
@@ -171,12 +172,45 @@ func (u *upCluster) run(stripeCount, stripeSize string) error {
 		fmt.Fprintln(os.Stderr, allowOtherWarning(u.mnt))
 	}
 	fmt.Printf("client config: %s; logs: %s; Ctrl-C stops\n", filepath.Join(u.dir, "client.yaml"), filepath.Join(u.dir, "logs"))
-	select {
-	case <-ctx.Done():
-		fmt.Println("stopping: unmounting and shutting down")
-		return nil
-	case name := <-u.exited:
-		return fmt.Errorf("%s exited unexpectedly (see %s)", name, u.logPath(name))
+	return u.supervise(ctx)
+}
+
+// supervise restarts, with the arguments it was started with, every child
+// that exits until ctx ends: a crashed MDS or OSS comes back on its
+// address and clients ride out the outage (the mount is never torn down
+// because a server died); a crashed mount is detached and mounted again.
+// A child that keeps crashing is restarted at most every restartBackoff.
+func (u *upCluster) supervise(ctx context.Context) error {
+	const restartBackoff = 5 * time.Second
+	lastStart := map[string]time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Println("stopping: unmounting and shutting down")
+			return nil
+		case name := <-u.exited:
+			if ctx.Err() != nil {
+				continue
+			}
+			fmt.Fprintf(os.Stderr, "strata: up: %s exited unexpectedly (see %s); restarting it\n", name, u.logPath(name))
+			if wait := restartBackoff - time.Since(lastStart[name]); wait > 0 && !lastStart[name].IsZero() {
+				select {
+				case <-ctx.Done():
+					continue
+				case <-time.After(wait):
+				}
+			}
+			if name == "mount" && isMounted(u.mnt) {
+				_ = unmount(u.mnt, true)
+			}
+			lastStart[name] = time.Now()
+			u.mu.Lock()
+			args := u.args[name]
+			u.mu.Unlock()
+			if err := u.start(name, args...); err != nil {
+				return fmt.Errorf("restart %s: %w", name, err)
+			}
+		}
 	}
 }
 
@@ -244,6 +278,10 @@ func (u *upCluster) start(name string, args ...string) error {
 	}
 	u.mu.Lock()
 	u.children = append(u.children, cmd)
+	if u.args == nil {
+		u.args = map[string][]string{}
+	}
+	u.args[name] = args
 	u.mu.Unlock()
 	go func() {
 		_ = cmd.Wait()
