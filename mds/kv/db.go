@@ -59,13 +59,21 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 // attempt. When retries run out, or ctx is done between attempts, the
 // error wraps both the last conflict and, if any, the context's error.
 func (db *DB) Update(ctx context.Context, fn func(Txn) error) error {
+	return db.UpdateBounded(ctx, nil, fn)
+}
+
+// UpdateBounded is Update whose every commit must come before the
+// timestamp bound returns just before it (false: no bound): see Bounded.
+// A commit that comes too late fails with ErrFenced, not retried. An MDS
+// passes the lease of the MDTs it owns.
+func (db *DB) UpdateBounded(ctx context.Context, bound func() (uint64, bool), fn func(Txn) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	start := time.Now()
 	backoff := firstBackoff
 	for attempt := 1; ; attempt++ {
-		err := db.try(ctx, fn)
+		err := db.try(ctx, fn, bound)
 		if err == nil || !errors.Is(err, ErrConflict) {
 			return err
 		}
@@ -88,7 +96,7 @@ func (db *DB) Update(ctx context.Context, fn func(Txn) error) error {
 }
 
 // try runs one attempt of Update.
-func (db *DB) try(ctx context.Context, fn func(Txn) error) error {
+func (db *DB) try(ctx context.Context, fn func(Txn) error, bound func() (uint64, bool)) error {
 	tx, err := db.Engine.Begin(ctx, true)
 	if err != nil {
 		return err
@@ -96,6 +104,15 @@ func (db *DB) try(ctx context.Context, fn func(Txn) error) error {
 	defer tx.Rollback()
 	if err := fn(tx); err != nil {
 		return err
+	}
+	if bound != nil {
+		if ts, ok := bound(); ok {
+			b, can := tx.(Bounded)
+			if !can {
+				return fmt.Errorf("kv: engine %T cannot bound a commit by a lease", db.Engine)
+			}
+			b.CommitBefore(ts)
+		}
 	}
 	return tx.Commit(ctx)
 }

@@ -21,6 +21,7 @@ package kv
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Errors.
@@ -31,7 +32,31 @@ var (
 	ErrTooLarge = errors.New("kv: transaction too large")
 	// ErrBadURL means the store URL names no known engine.
 	ErrBadURL = errors.New("kv: store URL must be embedded:DIR or tikv://PD[,PD...]")
+	// ErrFenced means a commit came too late: its timestamp was not below
+	// the bound the transaction was given (Bounded), typically the end of
+	// a lease its writer no longer holds. It is not retried.
+	ErrFenced = errors.New("kv: commit past its lease: fenced")
 )
+
+// Clock is implemented by engines with a timestamp that every process
+// using the store agrees on (TiKV's TSO; the local clock of the one process
+// an embedded store belongs to). Leases kept in the store are expressed in
+// it, so no host's wall clock is ever compared with another's.
+type Clock interface {
+	// Now returns the current timestamp.
+	Now(ctx context.Context) (uint64, error)
+	// Add returns ts plus d.
+	Add(ts uint64, d time.Duration) uint64
+}
+
+// Bounded is implemented by transactions whose commit can be fenced by a
+// lease: after CommitBefore(ts), a commit whose timestamp is not below ts
+// fails with ErrFenced. An MDS bounds every transaction by the lease of the
+// MDTs it owns, so a paused owner can commit nothing once the lease is past
+// and another MDS may have taken the MDTs over.
+type Bounded interface {
+	CommitBefore(ts uint64)
+}
 
 // Txn is what transaction bodies see.
 type Txn interface {

@@ -255,3 +255,14 @@ func (slogLogger) Warningf(format string, args ...any) {
 
 func (slogLogger) Infof(string, ...any)  {}
 func (slogLogger) Debugf(string, ...any) {}
+
+var _ kv.Clock = (*Engine)(nil)
+
+// Now implements kv.Clock with this process's clock in unix nanoseconds:
+// every user of an embedded store is in this process.
+func (e *Engine) Now(ctx context.Context) (uint64, error) {
+	return uint64(time.Now().UnixNano()), ctx.Err()
+}
+
+// Add implements kv.Clock.
+func (e *Engine) Add(ts uint64, d time.Duration) uint64 { return ts + uint64(d) }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -20,9 +21,18 @@ type txn struct {
 	t      *badger.Txn
 	update bool
 	wrote  bool
+	bound  uint64 // commit only before this timestamp; 0: no bound
 }
 
-var _ kv.Tx = (*txn)(nil)
+var (
+	_ kv.Tx      = (*txn)(nil)
+	_ kv.Bounded = (*txn)(nil)
+)
+
+// CommitBefore implements kv.Bounded. The clock is this process's (an
+// embedded store belongs to one process), and the bound is checked just
+// before badger commits, which it does in memory and at once.
+func (x *txn) CommitBefore(ts uint64) { x.bound = ts }
 
 // Get returns a copy of key's value, or nil if it is absent. A present
 // empty value comes back as a non-nil empty slice.
@@ -135,6 +145,10 @@ func (x *txn) Commit(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		x.t.Discard()
 		return err
+	}
+	if now := uint64(time.Now().UnixNano()); x.bound != 0 && now >= x.bound {
+		x.t.Discard()
+		return fmt.Errorf("kv/embedded: commit at %d, bound %d: %w", now, x.bound, kv.ErrFenced)
 	}
 	if err := x.t.Commit(); err != nil {
 		return mapErr("commit", err)

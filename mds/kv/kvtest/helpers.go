@@ -3,9 +3,11 @@ package kvtest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stratafs/strata/mds/kv"
 )
@@ -87,5 +89,44 @@ func checkPairs(t testing.TB, got, want []pair) {
 		if !bytes.Equal(got[i].k, want[i].k) || !bytes.Equal(got[i].v, want[i].v) {
 			t.Fatalf("pair %d: got %q=%q, want %q=%q", i, got[i].k, got[i].v, want[i].k, want[i].v)
 		}
+	}
+}
+
+// testLeaseFence checks kv.Clock and kv.Bounded: a commit bounded by a
+// timestamp already past fails with ErrFenced (and is not retried); one
+// bounded by a future timestamp commits.
+func testLeaseFence(t *testing.T, db *kv.DB) {
+	clock, ok := db.Engine.(kv.Clock)
+	if !ok {
+		t.Fatalf("engine %T has no kv.Clock", db.Engine)
+	}
+	ctx := context.Background()
+	now, err := clock.Now(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := clock.Add(now, time.Hour)
+	if later <= now {
+		t.Fatalf("Add(%d, 1h) = %d", now, later)
+	}
+	calls := 0
+	err = db.UpdateBounded(ctx, func() (uint64, bool) { return now, true }, func(tx kv.Txn) error {
+		calls++
+		return tx.Set([]byte("fenced"), []byte("x"))
+	})
+	if !errors.Is(err, kv.ErrFenced) || calls != 1 {
+		t.Fatalf("commit past its bound: %v after %d attempts, want ErrFenced after 1", err, calls)
+	}
+	mustView(t, db, func(tx kv.Txn) error {
+		if v, err := tx.Get(ctx, []byte("fenced")); err != nil || v != nil {
+			t.Fatalf("a fenced commit wrote %q (%v)", v, err)
+		}
+		return nil
+	})
+	err = db.UpdateBounded(ctx, func() (uint64, bool) { return later, true }, func(tx kv.Txn) error {
+		return tx.Set([]byte("in-lease"), []byte("x"))
+	})
+	if err != nil {
+		t.Fatalf("commit within its bound: %v", err)
 	}
 }

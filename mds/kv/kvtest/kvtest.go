@@ -39,6 +39,7 @@ func RunSuite(t *testing.T, open func(t *testing.T) kv.Engine) {
 		{"LargeValue", testLargeValue},
 		{"ManyKeys", testManyKeys},
 		{"Sync", testSync},
+		{"LeaseFence", testLeaseFence},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,9 +2,11 @@ package kvtest
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/stratafs/strata/mds/kv"
 )
@@ -178,4 +180,28 @@ func Opened(url string) *Lossy {
 		return l.(*Lossy)
 	}
 	return nil
+}
+
+// Now implements kv.Clock if the wrapped engine does.
+func (l *Lossy) Now(ctx context.Context) (uint64, error) {
+	c, ok := l.Engine.(kv.Clock)
+	if !ok {
+		return 0, fmt.Errorf("kvtest: %T has no clock", l.Engine)
+	}
+	return c.Now(ctx)
+}
+
+// Add implements kv.Clock if the wrapped engine does.
+func (l *Lossy) Add(ts uint64, d time.Duration) uint64 {
+	if c, ok := l.Engine.(kv.Clock); ok {
+		return c.Add(ts, d)
+	}
+	return ts + uint64(d)
+}
+
+// CommitBefore implements kv.Bounded if the wrapped transaction does.
+func (t *lossyTx) CommitBefore(ts uint64) {
+	if b, ok := t.Tx.(kv.Bounded); ok {
+		b.CommitBefore(ts)
+	}
 }

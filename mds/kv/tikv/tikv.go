@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/pingcap/log"
+	"github.com/tikv/client-go/v2/oracle"
 	"github.com/tikv/client-go/v2/testutils"
 	tikvstore "github.com/tikv/client-go/v2/tikv"
 	"github.com/tikv/client-go/v2/txnkv"
@@ -148,6 +149,22 @@ func (e *Engine) Begin(ctx context.Context, update bool) (kv.Tx, error) {
 		t.SetEnable1PC(true)
 	}
 	return &txn{t: t, update: update}, nil
+}
+
+var _ kv.Clock = (*Engine)(nil)
+
+// Now implements kv.Clock with a timestamp from PD's oracle (TSO).
+func (e *Engine) Now(ctx context.Context) (uint64, error) {
+	ts, err := e.client.KVStore.CurrentTimestamp(oracle.GlobalTxnScope)
+	if err != nil {
+		return 0, fmt.Errorf("kv/tikv: timestamp: %w", err)
+	}
+	return ts, nil
+}
+
+// Add implements kv.Clock: a TSO holds milliseconds above 18 logical bits.
+func (e *Engine) Add(ts uint64, d time.Duration) uint64 {
+	return ts + uint64(d.Milliseconds())<<18
 }
 
 // Sync does nothing: a TiKV commit is durable when acknowledged.

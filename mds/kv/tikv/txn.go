@@ -17,6 +17,21 @@ type txn struct {
 	t      *transaction.KVTxn
 	update bool
 	done   bool // committed or rolled back
+	fenced bool // the commit timestamp came past the bound
+}
+
+var _ kv.Bounded = (*txn)(nil)
+
+// CommitBefore implements kv.Bounded with client-go's commit timestamp
+// check (which turns off async commit and 1PC for the transaction).
+func (x *txn) CommitBefore(ts uint64) {
+	x.t.SetCommitTSUpperBoundCheck(func(commitTS uint64) bool {
+		if commitTS < ts {
+			return true
+		}
+		x.fenced = true
+		return false
+	})
 }
 
 var _ kv.Tx = (*txn)(nil)
@@ -168,6 +183,9 @@ func (x *txn) Delete(key []byte) error {
 func (x *txn) Commit(ctx context.Context) error {
 	x.done = true
 	if err := x.t.Commit(ctx); err != nil {
+		if x.fenced {
+			return fmt.Errorf("kv/tikv: commit: %w: %v", kv.ErrFenced, err)
+		}
 		return mapErr("commit", err)
 	}
 	return nil
