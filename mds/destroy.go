@@ -44,7 +44,7 @@ func (s *Service) kickDestroy() {
 }
 
 // serves reports whether this service serves ino's MDT.
-func (s *Service) serves(ino uint64) bool { return slices.Contains(s.served, inoMDT(ino)) }
+func (s *Service) serves(ino uint64) bool { return s.owns(inoMDT(ino)) }
 
 // queuedDestroy is one destroy-queue entry.
 type queuedDestroy struct {
@@ -309,7 +309,7 @@ func (s *Service) runOrphanReaper(ctx context.Context) {
 func (s *Service) Background(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, f := range []func(context.Context){s.runDestroyWorker, s.runLeaseReaper, s.runOrphanReaper, s.runTruncateRecovery,
-		s.runRecoveryWindow} {
+		s.runRecoveryWindow, s.runLeases} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

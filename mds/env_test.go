@@ -184,6 +184,8 @@ func (e *env) start() {
 	e.t.Helper()
 	s, err := NewService(e.ctx, e.db, ServiceOptions{
 		Secret: testSecret, ObjectIO: e.io, Logger: quietLogger(), Now: e.clock.Now, Lease: 30 * time.Second,
+		MDTLease: time.Hour, // no renewal loop runs in these tests
+		Addr:     "env-mds", // a restart takes its MDTs back at once
 	})
 	if err != nil {
 		e.t.Fatalf("new service: %v", err)

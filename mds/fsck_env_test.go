@@ -146,6 +146,7 @@ func newFsckEnv(t *testing.T, open opener) *fsckEnv {
 	fo := &fakeObjects{fakeIO: e.io, objs: map[layout.Object]fakeObject{}, dead: map[layout.Object]bool{}}
 	s, err := NewService(e.ctx, e.db, ServiceOptions{
 		Secret: testSecret, ObjectIO: fo, Logger: quietLogger(), Now: e.clock.Now, Lease: 30 * time.Second,
+		MDTLease: time.Hour, Addr: "env-mds", // takes MDT 0 over from the env's first service
 	})
 	if err != nil {
 		t.Fatalf("new service: %v", err)

@@ -18,10 +18,13 @@ type clusterRecord struct {
 	NextOST    uint32      `msgpack:"o"` // smallest OST index never assigned
 }
 
-// mdtRecord is one metadata target.
+// mdtRecord is one metadata target and its owner (see ownership.go).
 type mdtRecord struct {
 	Index uint32 `msgpack:"i"`
-	Addr  string `msgpack:"a"` // address of the MDS serving it, "" if none yet
+	Addr  string `msgpack:"a"`           // address of the MDS serving it, "" if none yet
+	Owner uint64 `msgpack:"o,omitempty"` // instance of the owning MDS; 0: none
+	Epoch uint64 `msgpack:"e,omitempty"` // bumped at every change of owner
+	Lease uint64 `msgpack:"l,omitempty"` // store timestamp the owner's lease runs to
 }
 
 // ostRecord is one registered object storage target. Usage is not

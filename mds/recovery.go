@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/stratafs/strata/proto"
@@ -23,18 +25,33 @@ import (
 // until its opener has replayed the open. Sessions that did not come back
 // by then are evicted: their locks go and their handles are closed.
 
-// recoveryState is the recovery window of this run of the MDS.
+// recoveryState is the recovery window of this MDS: opened at its start
+// and again at each takeover of an MDT.
 type recoveryState struct {
 	mu      sync.Mutex
 	waiting map[uint64]bool // sessions from before that have not recovered
 	done    chan struct{}   // closed when the window closes
-	closed  bool
+	until   time.Time       // when the window closes at the latest
 }
 
-// recovering reports whether the recovery window is open.
+// init makes a closed window.
+func (r *recoveryState) init() {
+	r.waiting = map[uint64]bool{}
+	r.done = make(chan struct{})
+	close(r.done)
+}
+
+// closedCh returns the channel closed when the current window closes.
+func (s *Service) closedCh() chan struct{} {
+	s.recov.mu.Lock()
+	defer s.recov.mu.Unlock()
+	return s.recov.done
+}
+
+// recovering reports whether a recovery window is open.
 func (s *Service) recovering() bool {
 	select {
-	case <-s.recov.done:
+	case <-s.closedCh():
 		return false
 	default:
 		return true
@@ -46,20 +63,25 @@ func (s *Service) endRecovery(why string) {
 	r := &s.recov
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed {
+	select {
+	case <-r.done:
 		return
+	default:
 	}
-	r.closed = true
 	close(r.done)
 	s.log.Info("mds: recovery window closed", "reason", why, "not_recovered", len(r.waiting))
 }
 
-// loadRecovery reads the sessions and write handles of the store into the
-// open table, each session's lease clock starting now plus the window, and
-// opens the recovery window (closed at once if there is nobody to wait for).
-func (s *Service) loadRecovery(ctx context.Context) error {
-	s.recov.done = make(chan struct{})
-	s.recov.waiting = map[uint64]bool{}
+// recoverMDTs takes over the state of mdts (just acquired, at start or by
+// takeover): it loads the sessions this MDS does not know yet and the
+// handles open for writing of those MDTs into the open table, each session
+// given until the end of a recovery window to come back (its lease clock
+// restarted, so a short outage evicts nobody), and opens the window; with
+// nobody to wait for, it stays closed.
+func (s *Service) recoverMDTs(ctx context.Context, mdts []uint32) error {
+	if len(mdts) == 0 {
+		return nil
+	}
 	var sessions []uint64
 	recs := map[uint64]sessionRecord{}
 	var handles []handleRecord
@@ -95,7 +117,7 @@ func (s *Service) loadRecovery(ctx context.Context) error {
 			if derr = decode(v, &h); derr != nil {
 				return false
 			}
-			if s.serves(h.Ino) {
+			if slices.Contains(mdts, inoMDT(h.Ino)) {
 				handles = append(handles, h)
 				handleIDs = append(handleIDs, id)
 			}
@@ -106,12 +128,19 @@ func (s *Service) loadRecovery(ctx context.Context) error {
 		return fmt.Errorf("mds: load sessions for recovery: %w", err)
 	}
 	deadline := s.now().Add(s.recoveryWindow)
+	var waiting []uint64
 	o := &s.open
 	o.mu.Lock()
 	for _, id := range sessions {
+		if ss := o.sessions[id]; ss != nil {
+			// Known and live here: it replays to this MDS when its
+			// next request finds a new instance... or has nothing
+			// here to replay; do not hold the window for it.
+			continue
+		}
 		o.sessions[id] = &session{id: id, clientID: recs[id].ClientID, expires: deadline, handles: map[uint64]struct{}{},
 			recovering: true}
-		s.recov.waiting[id] = true
+		waiting = append(waiting, id)
 	}
 	o.mu.Unlock()
 	var stale []uint64
@@ -134,11 +163,22 @@ func (s *Service) loadRecovery(ctx context.Context) error {
 			return fmt.Errorf("mds: drop handles of vanished sessions: %w", err)
 		}
 	}
-	if len(sessions) == 0 {
-		s.endRecovery("no client sessions to recover")
+	if len(waiting) == 0 {
 		return nil
 	}
-	s.log.Info("mds: recovery window open", "sessions", len(sessions), "write_handles", len(handles)-len(stale),
+	r := &s.recov
+	r.mu.Lock()
+	select {
+	case <-r.done:
+		r.done = make(chan struct{})
+	default:
+	}
+	for _, id := range waiting {
+		r.waiting[id] = true
+	}
+	r.until = deadline
+	r.mu.Unlock()
+	s.log.Info("mds: recovery window open", "mdts", mdts, "sessions", len(waiting), "write_handles", len(handles)-len(stale),
 		"window", s.recoveryWindow)
 	return nil
 }
@@ -163,18 +203,25 @@ func (s *Service) Recovered(ctx context.Context, req *proto.RecoveredReq) error 
 	return nil
 }
 
-// runRecoveryWindow closes the recovery window when its time is up. The
+// runRecoveryWindow closes each recovery window when its time is up. The
 // sessions that did not come back by then are evicted by the lease reaper:
 // their clocks, started at load, run out at the same moment, while those
 // that resumed renew as usual.
 func (s *Service) runRecoveryWindow(ctx context.Context) {
-	t := time.NewTimer(max(0, s.recoveryWindow-s.now().Sub(s.start)))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-s.recov.done:
-	case <-t.C:
-		s.endRecovery("window time up")
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		s.recov.mu.Lock()
+		until := s.recov.until
+		s.recov.mu.Unlock()
+		if s.recovering() && !s.now().Before(until) {
+			s.endRecovery("window time up")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
 }
 
@@ -182,7 +229,7 @@ func (s *Service) runRecoveryWindow(ctx context.Context) {
 // reports whether it closed.
 func (s *Service) waitRecovery(ctx context.Context) bool {
 	select {
-	case <-s.recov.done:
+	case <-s.closedCh():
 		return true
 	case <-ctx.Done():
 		return false
@@ -223,4 +270,76 @@ func (s *Service) forgetSession(ctx context.Context, id uint64) error {
 // recordHandle writes a write handle's record in t (see keys.go).
 func (t *mtx) recordHandle(h *handle) error {
 	return t.setRecord(t.k.handle(h.id), &handleRecord{Session: h.session, Ino: h.ino, Flags: h.flags, Uid: h.uid, Rights: h.rights})
+}
+
+// Evict ends a client's session here (its locks released, its handles
+// closed) and deletes it from the store, so no MDS resumes it: the client
+// learns at its next request (ENOTCONN, then EIO for what it held). A
+// session is named by id, or by the client id it connected with.
+func (s *Service) Evict(ctx context.Context, req *proto.EvictReq) (*proto.EvictResp, error) {
+	ids, err := s.sessionsOf(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		if err := s.endSession(ctx, id, "evicted by an operator"); err != nil {
+			return nil, err
+		}
+		// endSession forgets only a session it knew; one only in the
+		// store goes too.
+		if err := s.forgetSession(ctx, id); err != nil {
+			return nil, err
+		}
+	}
+	return &proto.EvictResp{Evicted: len(ids)}, nil
+}
+
+// sessionsOf lists the sessions an eviction names.
+func (s *Service) sessionsOf(ctx context.Context, req *proto.EvictReq) ([]uint64, error) {
+	if req.Session != 0 {
+		return []uint64{req.Session}, nil
+	}
+	if req.ClientID == "" {
+		return nil, fmt.Errorf("mds: evict: name a session or a client: %w", syscall.EINVAL)
+	}
+	var ids []uint64
+	err := s.view(ctx, func(t *mtx) error {
+		start, end := t.k.sessionRange()
+		var derr error
+		err := t.kv.Scan(ctx, start, end, 0, func(k, v []byte) bool {
+			var r sessionRecord
+			if derr = decode(v, &r); derr != nil {
+				return false
+			}
+			if r.ClientID == req.ClientID || strings.HasPrefix(r.ClientID, req.ClientID+":") {
+				id, err := t.k.idOf(k, tagSession)
+				if err != nil {
+					derr = err
+					return false
+				}
+				ids = append(ids, id)
+			}
+			return true
+		})
+		return firstErr(err, derr)
+	})
+	return ids, err
+}
+
+// AbortRecovery closes the recovery window at once; the clients that have
+// not come back are evicted as their clocks run out (now).
+func (s *Service) AbortRecovery(ctx context.Context, _ *proto.AbortRecoveryReq) error {
+	s.recov.mu.Lock()
+	late := make([]uint64, 0, len(s.recov.waiting))
+	for id := range s.recov.waiting {
+		late = append(late, id)
+	}
+	s.recov.mu.Unlock()
+	s.endRecovery("aborted by an operator")
+	for _, id := range late {
+		if err := s.endSession(ctx, id, "recovery aborted"); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -30,6 +30,11 @@ type Config struct {
 	Secret []byte
 	// MDTs lists the metadata targets served; empty means MDT 0.
 	MDTs []uint32
+	// Standby starts the MDS owning no MDT: it takes over the MDTs of
+	// MDSes whose lease runs out.
+	Standby bool
+	// MDTLease is the MDT ownership lease; 0 means DefaultMDTLease.
+	MDTLease time.Duration
 	// Logger receives the server's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// OnListen, if set, is called with the address served once the
@@ -45,20 +50,30 @@ type Config struct {
 // Run serves the metadata service until ctx ends. It refuses a store
 // that was never formatted.
 func Run(ctx context.Context, cfg Config) error {
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
 	db, err := kv.Open(ctx, cfg.KV, kv.Options{})
 	if err != nil {
 		return fmt.Errorf("mds: open store: %w", err)
 	}
 	defer db.Close()
+	return Serve(ctx, db, cfg)
+}
+
+// Serve is Run over a store already open (cfg.KV only names it, for MDT
+// usage): several MDS servers in one process share one store this way, as
+// up --mds N and the multi-MDS tests run them.
+func Serve(ctx context.Context, db *kv.DB, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
 	client := rpc.NewClient(rpc.ClientConfig{Secret: cfg.Secret, Logger: log})
 	defer client.Close()
 	svc, err := NewService(ctx, db, ServiceOptions{
 		Secret:   cfg.Secret,
 		MDTs:     cfg.MDTs,
+		Standby:  cfg.Standby,
+		MDTLease: cfg.MDTLease,
+		Addr:     cfg.Listen,
 		ObjectIO: &RPCObjectIO{Client: client},
 		Lease:    cfg.Lease,
 		Logger:   log,
@@ -74,10 +89,10 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer srv.Stop()
 	addr := advertised(srv.Addr())
-	if err := svc.setMDTAddr(ctx, svc.served, addr); err != nil {
+	if err := svc.setMDTAddr(ctx, addr); err != nil {
 		return err
 	}
-	log.Info("mds: serving", "fsname", svc.FSName(), "addr", addr, "mdts", svc.served)
+	log.Info("mds: serving", "fsname", svc.FSName(), "addr", addr, "mdts", svc.ownedMDTs())
 	if cfg.OnListen != nil {
 		cfg.OnListen(srv.Addr())
 	}
@@ -128,59 +143,68 @@ func advertised(addr string) string {
 
 // Register installs a handler for every MDS opcode the service serves.
 func (s *Service) Register(srv *rpc.Server) {
-	serve(srv, proto.OpConnect, s.Connect)
-	serve(srv, proto.OpRenew, s.Renew)
-	serveEmpty(srv, proto.OpDisconnect, s.Disconnect)
-	serve(srv, proto.OpStatfs, s.Statfs)
-	serve(srv, proto.OpTargets, s.Targets)
+	serve(s, srv, proto.OpConnect, s.Connect)
+	serve(s, srv, proto.OpRenew, s.Renew)
+	serveEmpty(s, srv, proto.OpDisconnect, s.Disconnect)
+	serve(s, srv, proto.OpStatfs, s.Statfs)
+	serve(s, srv, proto.OpTargets, s.Targets)
 
-	serve(srv, proto.OpLookup, s.Lookup)
-	serve(srv, proto.OpGetattr, s.Getattr)
-	serve(srv, proto.OpSetattr, s.Setattr)
-	serve(srv, proto.OpCreate, s.Create)
-	serve(srv, proto.OpMkdir, s.Mkdir)
-	serve(srv, proto.OpMknod, s.Mknod)
-	serve(srv, proto.OpSymlink, s.Symlink)
-	serve(srv, proto.OpReadlink, s.Readlink)
-	serve(srv, proto.OpLink, s.Link)
-	serveEmpty(srv, proto.OpUnlink, s.Unlink)
-	serveEmpty(srv, proto.OpRmdir, s.Rmdir)
-	serveEmpty(srv, proto.OpRename, s.Rename)
-	serve(srv, proto.OpReaddir, s.Readdir)
-	serveEmpty(srv, proto.OpAccess, s.Access)
+	serve(s, srv, proto.OpLookup, s.Lookup)
+	serve(s, srv, proto.OpGetattr, s.Getattr)
+	serve(s, srv, proto.OpSetattr, s.Setattr)
+	serve(s, srv, proto.OpCreate, s.Create)
+	serve(s, srv, proto.OpMkdir, s.Mkdir)
+	serve(s, srv, proto.OpMknod, s.Mknod)
+	serve(s, srv, proto.OpSymlink, s.Symlink)
+	serve(s, srv, proto.OpReadlink, s.Readlink)
+	serve(s, srv, proto.OpLink, s.Link)
+	serveEmpty(s, srv, proto.OpUnlink, s.Unlink)
+	serveEmpty(s, srv, proto.OpRmdir, s.Rmdir)
+	serveEmpty(s, srv, proto.OpRename, s.Rename)
+	serve(s, srv, proto.OpReaddir, s.Readdir)
+	serveEmpty(s, srv, proto.OpAccess, s.Access)
 
-	serve(srv, proto.OpOpen, s.Open)
-	serve(srv, proto.OpClose, s.Close)
-	serve(srv, proto.OpSetSize, s.SetSize)
-	serve(srv, proto.OpGetCap, s.GetCap)
-	serve(srv, proto.OpAppend, s.Append)
-	serveEmpty(srv, proto.OpSync, s.Sync)
-	serveEmpty(srv, proto.OpRecovered, s.Recovered)
+	serve(s, srv, proto.OpOpen, s.Open)
+	serve(s, srv, proto.OpClose, s.Close)
+	serve(s, srv, proto.OpSetSize, s.SetSize)
+	serve(s, srv, proto.OpGetCap, s.GetCap)
+	serve(s, srv, proto.OpAppend, s.Append)
+	serveEmpty(s, srv, proto.OpSync, s.Sync)
+	serveEmpty(s, srv, proto.OpRecovered, s.Recovered)
+	serve(s, srv, proto.OpMDTTable, s.MDTTable)
+	serveEmpty(s, srv, proto.OpHandOff, s.HandOff)
+	serve(s, srv, proto.OpEvict, s.Evict)
+	serveEmpty(s, srv, proto.OpAbortRecovery, s.AbortRecovery)
 
-	serve(srv, proto.OpGetxattr, s.Getxattr)
-	serveEmpty(srv, proto.OpSetxattr, s.Setxattr)
-	serve(srv, proto.OpListxattr, s.Listxattr)
-	serveEmpty(srv, proto.OpRemovexattr, s.Removexattr)
+	serve(s, srv, proto.OpGetxattr, s.Getxattr)
+	serveEmpty(s, srv, proto.OpSetxattr, s.Setxattr)
+	serve(s, srv, proto.OpListxattr, s.Listxattr)
+	serveEmpty(s, srv, proto.OpRemovexattr, s.Removexattr)
 
-	serve(srv, proto.OpGetLayout, s.GetLayout)
-	serve(srv, proto.OpSetLayout, s.SetLayout)
-	serveEmpty(srv, proto.OpSetConsistency, s.SetConsistency)
+	serve(s, srv, proto.OpGetLayout, s.GetLayout)
+	serve(s, srv, proto.OpSetLayout, s.SetLayout)
+	serveEmpty(s, srv, proto.OpSetConsistency, s.SetConsistency)
 
-	serve(srv, proto.OpLock, s.Lock)
-	serveEmpty(srv, proto.OpUnlock, s.Unlock)
-	serve(srv, proto.OpGetLk, s.GetLk)
+	serve(s, srv, proto.OpLock, s.Lock)
+	serveEmpty(s, srv, proto.OpUnlock, s.Unlock)
+	serve(s, srv, proto.OpGetLk, s.GetLk)
 
-	serve(srv, proto.OpRegisterOSS, s.RegisterOSS)
-	serveEmpty(srv, proto.OpOSSHeartbeat, s.OSSHeartbeat)
+	serve(s, srv, proto.OpRegisterOSS, s.RegisterOSS)
+	serveEmpty(s, srv, proto.OpOSSHeartbeat, s.OSSHeartbeat)
 
-	serve(srv, proto.OpFsck, s.Fsck)
+	serve(s, srv, proto.OpFsck, s.Fsck)
 }
 
-// serve registers a method answering a request with a reply body.
-func serve[Req, Resp any](srv *rpc.Server, op uint16, fn func(context.Context, *Req) (*Resp, error)) {
+// serve registers a method answering a request with a reply body. Requests
+// for an MDT this MDS does not serve are refused (EREMOTE), and sessions it
+// does not know yet are loaded from the store (Service.admit).
+func serve[Req, Resp any](s *Service, srv *rpc.Server, op uint16, fn func(context.Context, *Req) (*Resp, error)) {
 	srv.Handle(op, func(ctx context.Context, r *rpc.Request) (*rpc.Reply, error) {
 		req := new(Req)
 		if err := decodeRequest(r, req); err != nil {
+			return nil, err
+		}
+		if err := s.admit(ctx, req); err != nil {
 			return nil, err
 		}
 		resp, err := fn(ctx, req)
@@ -191,11 +215,14 @@ func serve[Req, Resp any](srv *rpc.Server, op uint16, fn func(context.Context, *
 	})
 }
 
-// serveEmpty registers a method whose reply is proto.Empty.
-func serveEmpty[Req any](srv *rpc.Server, op uint16, fn func(context.Context, *Req) error) {
+// serveEmpty registers a method whose reply is proto.Empty (see serve).
+func serveEmpty[Req any](s *Service, srv *rpc.Server, op uint16, fn func(context.Context, *Req) error) {
 	srv.Handle(op, func(ctx context.Context, r *rpc.Request) (*rpc.Reply, error) {
 		req := new(Req)
 		if err := decodeRequest(r, req); err != nil {
+			return nil, err
+		}
+		if err := s.admit(ctx, req); err != nil {
 			return nil, err
 		}
 		if err := fn(ctx, req); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,14 @@ type ServiceOptions struct {
 	// clients of before to replay their opens and locks; 0 means the
 	// lease plus a half.
 	RecoveryWindow time.Duration
+	// Standby starts the service owning no MDT: it takes over MDTs whose
+	// owner's lease runs out (MDTs is ignored).
+	Standby bool
+	// MDTLease is the MDT ownership lease; 0 means DefaultMDTLease.
+	MDTLease time.Duration
+	// Addr is the address the service will serve at, if known: MDT
+	// records naming it are its predecessor's, taken back at once.
+	Addr string
 }
 
 // Service is the metadata service: the namespace, open files, layouts and
@@ -68,11 +77,12 @@ type Service struct {
 	lease  time.Duration
 	kvDir  string
 	start  time.Time
-	served []uint32 // MDTs this service serves
+	own    ownership // the MDTs this service owns (ownership.go)
 	// instance names this run (proto.ConnectResp.Instance).
 	instance       uint64
 	recov          recoveryState
 	recoveryWindow time.Duration
+	mdtLease       time.Duration
 
 	alloc    layout.Allocator
 	inos     inoAllocator
@@ -128,12 +138,23 @@ func NewService(ctx context.Context, db *kv.DB, opts ServiceOptions) (*Service, 
 	if s.recoveryWindow <= 0 {
 		s.recoveryWindow = s.lease + s.lease/2
 	}
+	s.mdtLease = opts.MDTLease
+	if s.mdtLease <= 0 {
+		s.mdtLease = DefaultMDTLease
+	}
 	s.instance = rand.Uint64() | 1
 	s.start = s.now()
 	s.open.init()
-	s.served = slices.Clone(opts.MDTs)
-	if len(s.served) == 0 {
-		s.served = []uint32{0}
+	addr := opts.Addr
+	if _, port, err := net.SplitHostPort(addr); err == nil && port == "0" {
+		addr = "" // a port to be chosen names no predecessor
+	}
+	s.own = ownership{owned: map[uint32]ownedMDT{}, addr: addr, gaveUp: map[uint32]bool{}}
+	if !opts.Standby {
+		s.own.want = slices.Clone(opts.MDTs)
+		if len(s.own.want) == 0 {
+			s.own.want = []uint32{0}
+		}
 	}
 	err = s.db.View(ctx, func(tx kv.Txn) error {
 		t := s.newMtx(ctx, tx)
@@ -149,14 +170,19 @@ func NewService(ctx context.Context, db *kv.DB, opts ServiceOptions) (*Service, 
 	if err != nil {
 		return nil, err
 	}
-	if err := s.registerMDTs(ctx, s.served); err != nil {
+	if err := s.registerMDTs(ctx, s.own.want); err != nil {
 		return nil, err
 	}
 	if err := s.targets.load(ctx, s); err != nil {
 		return nil, err
 	}
 	s.targets.presumeAlive(s.now())
-	if err := s.loadRecovery(ctx); err != nil {
+	s.recov.init()
+	took, err := s.acquire(ctx, s.own.want)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.recoverMDTs(ctx, took); err != nil {
 		return nil, err
 	}
 	return s, nil

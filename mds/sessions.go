@@ -273,6 +273,13 @@ func (s *Service) Renew(ctx context.Context, req *proto.RenewReq) (*proto.RenewR
 	return &proto.RenewResp{OSTs: s.targets.list(now), Instance: s.instance}, nil
 }
 
+// known reports whether session id is in memory.
+func (o *openTable) known(id uint64) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.sessions[id] != nil
+}
+
 // live fails with ENOTCONN unless session id is connected and its lease
 // has not run out at now.
 func (o *openTable) live(id uint64, now time.Time) error {
@@ -302,6 +309,12 @@ func (s *Service) Disconnect(ctx context.Context, req *proto.DisconnectReq) erro
 // Lock).
 func (s *Service) endSession(ctx context.Context, id uint64, why string) error {
 	o := &s.open
+	if !o.known(id) {
+		return nil
+	}
+	// The record goes first, so that no request racing with the end can
+	// resume the session from the store (see Service.admit).
+	forgetErr := s.forgetSession(ctx, id)
 	o.mu.Lock()
 	ss := o.sessions[id]
 	var ids []uint64
@@ -322,8 +335,8 @@ func (s *Service) endSession(ctx context.Context, id uint64, why string) error {
 			closeErr = err
 		}
 	}
-	if err := s.forgetSession(ctx, id); err != nil && closeErr == nil {
-		closeErr = err
+	if forgetErr != nil && closeErr == nil {
+		closeErr = forgetErr
 	}
 	s.log.Info("mds: session ended", "session", fmt.Sprintf("%#x", id), "client", ss.clientID,
 		"reason", why, "handles", len(ids))

@@ -58,6 +58,7 @@ var suite = []struct {
 	{"ExactlyOnce", testExactlyOnce},
 	{"HandlesOutliveRestart", testHandlesOutliveRestart},
 	{"LockReplay", testLockReplay},
+	{"Fencing", testFencing},
 }
 
 func runSuite(t *testing.T, open opener) {

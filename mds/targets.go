@@ -405,11 +405,24 @@ func (s *Service) registerMDTs(ctx context.Context, mdts []uint32) error {
 	})
 }
 
-// setMDTAddr records addr as the address of the MDS serving mdts.
-func (s *Service) setMDTAddr(ctx context.Context, mdts []uint32, addr string) error {
+// setMDTAddr records addr as the address of this MDS and writes it into
+// the records of the MDTs it owns.
+func (s *Service) setMDTAddr(ctx context.Context, addr string) error {
+	s.own.mu.Lock()
+	s.own.addr = addr
+	s.own.mu.Unlock()
+	owned := s.ownedMDTs()
 	return s.update(ctx, func(t *mtx) error {
-		for _, m := range mdts {
-			if err := t.setRecord(t.k.mdt(m), &mdtRecord{Index: m, Addr: addr}); err != nil {
+		for _, m := range owned {
+			var r mdtRecord
+			if _, err := t.getRecord(t.k.mdt(m), &r); err != nil {
+				return err
+			}
+			if r.Owner != s.instance {
+				continue
+			}
+			r.Index, r.Addr = m, addr
+			if err := t.setRecord(t.k.mdt(m), &r); err != nil {
 				return err
 			}
 		}
@@ -417,24 +430,46 @@ func (s *Service) setMDTAddr(ctx context.Context, mdts []uint32, addr string) er
 	})
 }
 
-// mdtTable reads the MDT table with the MDS addresses.
+// mdtTable reads the MDT table: each MDT's owner and its state.
 func (s *Service) mdtTable(ctx context.Context) ([]proto.MDT, error) {
-	var out []proto.MDT
-	err := s.db.View(ctx, func(tx kv.Txn) error {
-		var derr error
-		start, end := s.keys.mdtRange()
-		err := tx.Scan(ctx, start, end, 0, func(_, v []byte) bool {
-			var r mdtRecord
-			if derr = decode(v, &r); derr != nil {
-				return false
-			}
-			out = append(out, proto.MDT{Index: r.Index, Addr: r.Addr})
-			return true
-		})
-		return firstErr(err, derr)
-	})
+	recs, err := s.mdtRecords(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("mds: read MDT table: %w", err)
+		return nil, err
+	}
+	now, err := s.clockNow(ctx)
+	if err != nil {
+		return nil, err
+	}
+	clock := s.db.Engine.(kv.Clock)
+	out := make([]proto.MDT, 0, len(recs))
+	for _, r := range recs {
+		m := proto.MDT{Index: r.Index, Addr: r.Addr, Owner: r.Owner, Epoch: r.Epoch}
+		// The lease left, in milliseconds: the clock's units per
+		// millisecond come from Add.
+		perMs := clock.Add(0, time.Millisecond)
+		if r.Lease >= now {
+			m.LeaseMillis = int64((r.Lease - now) / max(perMs, 1))
+		} else {
+			m.LeaseMillis = -int64((now - r.Lease) / max(perMs, 1))
+		}
+		switch {
+		case r.Owner == 0 || r.Lease < now:
+			m.State = "down"
+		case r.Owner == s.instance && s.recovering():
+			m.State = "recovering"
+		default:
+			m.State = "serving"
+		}
+		out = append(out, m)
 	}
 	return out, nil
+}
+
+// MDTTable answers OpMDTTable from the store, whichever MDTs this MDS owns.
+func (s *Service) MDTTable(ctx context.Context, _ *proto.MDTTableReq) (*proto.MDTTableResp, error) {
+	mdts, err := s.mdtTable(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &proto.MDTTableResp{MDTs: mdts}, nil
 }

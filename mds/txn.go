@@ -35,9 +35,10 @@ type cachedEntry struct {
 	ok     bool // false: the entry does not exist
 }
 
-// update runs fn as one read-write transaction, retried on conflict.
+// update runs fn as one read-write transaction, retried on conflict, and
+// bounded by this service's MDT leases (fencing: see ownership.go).
 func (s *Service) update(ctx context.Context, fn func(t *mtx) error) error {
-	return s.db.Update(ctx, func(tx kv.Txn) error {
+	return s.db.UpdateBounded(ctx, s.leaseBound, func(tx kv.Txn) error {
 		t := s.newMtx(ctx, tx)
 		if err := fn(t); err != nil {
 			return err

@@ -35,8 +35,12 @@ const (
 	OpAppend  uint16 = 134 // AppendReq -> AppendResp (reserve the end of file for an O_APPEND write)
 	OpSync    uint16 = 135 // SyncReq -> Empty (make committed metadata durable: fsync of a directory)
 
-	// Recovery.
-	OpRecovered uint16 = 170 // RecoveredReq -> Empty (a client replayed its opens and locks)
+	// Recovery and MDT ownership.
+	OpRecovered     uint16 = 170 // RecoveredReq -> Empty (a client replayed its opens and locks)
+	OpMDTTable      uint16 = 171 // MDTTableReq -> MDTTableResp (owners of every MDT, from the store)
+	OpHandOff       uint16 = 172 // HandOffReq -> Empty (give up an MDT, for a planned move)
+	OpEvict         uint16 = 173 // EvictReq -> EvictResp
+	OpAbortRecovery uint16 = 174 // AbortRecoveryReq -> Empty
 
 	// Extended attributes.
 	OpGetxattr    uint16 = 140 // GetxattrReq -> GetxattrResp

@@ -80,3 +80,34 @@ func (r *SetLayoutReq) SetTag(t ReqTag) { r.Tag = t }
 
 // SetTag tags the request.
 func (r *SetConsistencyReq) SetTag(t ReqTag) { r.Tag = t }
+
+// HandOffReq asks the MDS that owns an MDT to give it up (a planned move,
+// for an upgrade): another MDS takes it over within a third of a lease.
+type HandOffReq struct {
+	MDT uint32 `msgpack:"m"`
+}
+
+// MDTTableReq asks any MDS for the MDT table as the store holds it.
+type MDTTableReq struct{}
+
+// MDTTableResp is the MDT table: who serves each MDT.
+type MDTTableResp struct {
+	MDTs []MDT `msgpack:"m"`
+}
+
+// EvictReq ends a client's session on the MDS that receives it (its locks
+// released, its opens closed) and deletes it from the store, so no other
+// MDS resumes it. Session 0 with ClientID names the client by its id.
+type EvictReq struct {
+	Session  uint64 `msgpack:"s"`
+	ClientID string `msgpack:"c,omitempty"`
+}
+
+// EvictResp says how many sessions were evicted.
+type EvictResp struct {
+	Evicted int `msgpack:"n"`
+}
+
+// AbortRecoveryReq closes an MDS's recovery window at once: the clients
+// that have not come back are evicted.
+type AbortRecoveryReq struct{}

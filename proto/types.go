@@ -71,6 +71,14 @@ func (a *Attr) IsRegular() bool { return a.Mode&ModeType == ModeRegular }
 type MDT struct {
 	Index uint32 `msgpack:"i"`
 	Addr  string `msgpack:"a"` // MDS address serving this MDT ("" if none)
+	// Owner is the instance of the owning MDS (0: none), Epoch counts
+	// changes of owner, LeaseMillis is how much of the owner's lease is
+	// left (negative: run out), and State is "serving", "recovering",
+	// or "down" (no live owner).
+	Owner       uint64 `msgpack:"o,omitempty"`
+	Epoch       uint64 `msgpack:"e,omitempty"`
+	LeaseMillis int64  `msgpack:"l,omitempty"`
+	State       string `msgpack:"s,omitempty"`
 }
 
 // OST describes one object storage target and the OSS that serves it.
