@@ -99,12 +99,12 @@ type Client struct {
 
 	mu       sync.RWMutex
 	session  uint64
-	instance uint64 // the run of the MDS the session was last resumed at
 	mdsAddr  string // the MDS that serves the session
 	root     uint64
 	fsname   string
 	lease    time.Duration
-	mdts     map[uint32]string
+	mdts     map[uint32]string // MDT -> address of its owner
+	epochs   map[uint32]uint64 // MDT -> owner epoch the client last replayed to
 	osts     map[uint32]proto.OST
 	defaults layout.Spec
 

@@ -192,6 +192,9 @@ func (fc *fakeCluster) mdsHandlers() map[uint16]func(*rpc.Request) (any, error) 
 			return &proto.ConnectResp{Session: id, LeaseMillis: fc.lease.Milliseconds(), FSName: "fake", Root: fakeRoot,
 				MDTs: []proto.MDT{{Index: 0, Addr: fc.mds.Addr()}}, OSTs: fc.osts(), Defaults: fc.spec}, nil
 		},
+		proto.OpMDTTable: func(r *rpc.Request) (any, error) {
+			return &proto.MDTTableResp{MDTs: []proto.MDT{{Index: 0, Addr: fc.mds.Addr(), Epoch: 1}}}, nil
+		},
 		proto.OpRenew: func(r *rpc.Request) (any, error) {
 			req, err := decode[proto.RenewReq](r)
 			if err != nil {

@@ -299,6 +299,16 @@ func (c *Client) SyncMeta(ctx context.Context, ino uint64) error {
 	return nil
 }
 
+// MDTs returns the MDT table as the store holds it: each MDT's owner,
+// epoch, lease and state.
+func (c *Client) MDTs(ctx context.Context) ([]proto.MDT, error) {
+	table, err := c.fetchMDTs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("client: read the MDT table: %w", err)
+	}
+	return table, nil
+}
+
 // Statfs returns filesystem-wide usage.
 func (c *Client) Statfs(ctx context.Context) (proto.StatfsResp, error) {
 	var resp proto.StatfsResp

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -160,8 +161,9 @@ func (c *Client) bgDone() <-chan struct{} {
 func mdtName(ino uint64) string { return fmt.Sprintf("MDT%04x", ino>>48) }
 
 // mdsCall sends a metadata request to the MDS that owns ino, and through
-// an outage of that MDS keeps resending it (same tag, if it has one) until
-// it is answered or the recovery timeout passes.
+// an outage of that MDS (or a move of its MDT to another) keeps resending it
+// (same tag, if it has one) until it is answered or the recovery timeout
+// passes.
 func (c *Client) mdsCall(ctx context.Context, ino uint64, op uint16, req, resp any) error {
 	if t, ok := req.(tagged); ok {
 		slot := <-c.rec.slots
@@ -179,22 +181,36 @@ func (c *Client) mdsCall(ctx context.Context, ino uint64, op uint16, req, resp a
 			}
 			return nil
 		}
-		if !recoverable(err) || ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			return err
-		}
-		if errors.Is(err, syscall.EINPROGRESS) && !c.inOutage(target) {
+		case errors.Is(err, syscall.ENOTCONN):
+			// The session is gone from the store: evicted.
+			if eerr := c.evicted(ctx, sess); eerr != nil {
+				return eerr
+			}
+			return fmt.Errorf("client: %s: %w: %w", target, ErrEvicted, syscall.EIO)
+		case errors.Is(err, syscall.EREMOTE) && attempt < 3:
+			// The MDT moved (a takeover or a hand-off): learn where.
+			if rerr := c.recoverSession(ctx, gen); rerr != nil && !recoverable(rerr) {
+				return rerr
+			}
+			continue
+		case errors.Is(err, syscall.EINPROGRESS) && !c.inOutage(target):
 			// The MDS is replaying other clients' locks: not an
 			// outage worth a log line, just a short wait.
 			if werr := c.pause(ctx, attempt); werr != nil {
 				return werr
 			}
 			continue
+		case !recoverable(err) && !errors.Is(err, syscall.EREMOTE):
+			return err
 		}
 		if werr := c.waitOutage(ctx, target, err, attempt); werr != nil {
 			return werr
 		}
-		if rerr := c.recoverSession(ctx, gen); errors.Is(rerr, ErrEvicted) || c.sessionID() != sess && errors.Is(err, syscall.ENOTCONN) {
-			return fmt.Errorf("client: %s: %w: %w", target, ErrEvicted, syscall.EIO)
+		if rerr := c.recoverSession(ctx, gen); rerr != nil {
+			c.log.Debug("client: recover", "target", target, "err", rerr)
 		}
 	}
 }
@@ -214,39 +230,45 @@ func (c *Client) pause(ctx context.Context, attempt int) error {
 	}
 }
 
-// recoverSession reconnects to the MDS after a failed request: it resumes
-// the session (a new one if the MDS evicted it, reported as ErrEvicted) and,
-// if the MDS is a new run, replays this client's opens and locks. seen is
-// the recovery generation the caller's request was sent in: if another
-// request recovered since, there is nothing to do. An unreachable MDS
-// returns its error, for the caller to wait and try again.
+// evicted handles the MDS's "no such session" for session: the client
+// starts a new session (once, whoever noticed first) and forgets the locks
+// the old one held; what was open under it fails from now on.
+func (c *Client) evicted(ctx context.Context, session uint64) error {
+	c.rec.mu.Lock()
+	defer c.rec.mu.Unlock()
+	if c.sessionID() != session {
+		return nil // another request has started the new session
+	}
+	c.log.Warn("client: the MDS evicted this client; starting a new session", "session", fmt.Sprintf("%#x", session))
+	if err := c.connect(ctx); err != nil {
+		return err
+	}
+	c.forgetHeld()
+	c.rec.gen.Add(1)
+	return nil
+}
+
+// recoverSession brings the client up to date after a failed request or
+// renewal: it reads the MDT table from any MDS that answers and, for each
+// MDT that changed owner (a restart or a takeover: a new epoch), replays
+// this client's opens and locks of that MDT to the new owner, which then
+// hears that the client recovered. seen is the recovery generation the
+// caller worked in: if another request recovered since, there is nothing
+// to do. An unreachable cluster returns its error, for the caller to wait
+// and try again.
 func (c *Client) recoverSession(ctx context.Context, seen uint64) error {
 	c.rec.mu.Lock()
 	defer c.rec.mu.Unlock()
 	if c.rec.gen.Load() != seen {
 		return nil
 	}
-	old := c.sessionID()
-	resp, addr, err := c.dialSession(ctx, old)
-	if errors.Is(err, syscall.ENOTCONN) {
-		// Evicted: start afresh; what the old session held is gone.
-		c.log.Warn("client: the MDS evicted this client; starting a new session", "session", fmt.Sprintf("%#x", old))
-		if err := c.connect(ctx); err != nil {
-			return err
-		}
-		c.forgetHeld()
-		c.rec.gen.Add(1)
-		return ErrEvicted
-	}
+	table, err := c.fetchMDTs(ctx)
 	if err != nil {
 		return err
 	}
-	c.mu.RLock()
-	known := c.instance
-	c.mu.RUnlock()
-	c.install(addr, resp)
-	if resp.Instance != known {
-		if err := c.replay(ctx, addr, resp.Session); err != nil {
+	changed := c.setMDTs(table)
+	if len(changed) > 0 {
+		if err := c.replay(ctx, c.sessionID(), changed); err != nil {
 			return err
 		}
 	}
@@ -254,43 +276,42 @@ func (c *Client) recoverSession(ctx context.Context, seen uint64) error {
 	return nil
 }
 
-// dialSession resumes session at the first MDS that answers.
-func (c *Client) dialSession(ctx context.Context, session uint64) (*proto.ConnectResp, string, error) {
+// fetchMDTs reads the MDT table from the first MDS that answers.
+func (c *Client) fetchMDTs(ctx context.Context) ([]proto.MDT, error) {
 	var last error
 	for _, addr := range c.mdsAddrs() {
-		var resp proto.ConnectResp
-		err := c.rpc.Call(ctx, addr, proto.OpConnect, &proto.ConnectReq{FSName: c.cfg.FSName, ClientID: c.id, Session: session}, &resp)
+		var resp proto.MDTTableResp
+		err := c.rpc.Call(ctx, addr, proto.OpMDTTable, &proto.MDTTableReq{}, &resp)
 		if err == nil {
-			return &resp, addr, nil
-		}
-		if errors.Is(err, syscall.ENOTCONN) {
-			return nil, "", err
+			return resp.MDTs, nil
 		}
 		last = err
 	}
-	return nil, "", last
+	return nil, last
 }
 
-// mdsAddrs lists the MDS addresses to try: the session's first.
+// mdsAddrs lists the MDS addresses to ask for the MDT table: the owners
+// known, then the configured ones.
 func (c *Client) mdsAddrs() []string {
-	c.mu.RLock()
-	first := c.mdsAddr
-	c.mu.RUnlock()
-	out := []string{first}
+	out := c.mdsOwners()
 	for _, a := range c.cfg.MDS {
-		if a != first {
+		if !slices.Contains(out, a) {
 			out = append(out, a)
 		}
 	}
 	return out
 }
 
-// replay re-establishes, at a new run of the MDS, the read opens and locks
-// of session (handles open for writing came back from the store), then
-// tells the MDS this client has recovered.
-func (c *Client) replay(ctx context.Context, addr string, session uint64) error {
+// replay re-establishes, at the new owners of mdts, the read opens and
+// locks session holds on their inodes (handles open for writing came back
+// from the store), then tells each of those MDSes this client recovered.
+func (c *Client) replay(ctx context.Context, session uint64, mdts []uint32) error {
+	onMDT := func(ino uint64) bool { return slices.Contains(mdts, uint32(ino>>48)) }
 	opens, locks := 0, 0
 	for _, in := range c.openInodes() {
+		if !onMDT(in.ino) {
+			continue
+		}
 		in.mu.Lock()
 		files := in.filesLocked()
 		in.mu.Unlock()
@@ -302,7 +323,7 @@ func (c *Client) replay(ctx context.Context, addr string, session uint64) error 
 				Replay: true, Handle: f.handle}
 			var resp proto.OpenResp
 			if err := c.rpc.Call(ctx, c.mdsFor(f.ino), proto.OpOpen, &req, &resp); err != nil {
-				if recoverable(err) {
+				if recoverable(err) || errors.Is(err, syscall.EREMOTE) {
 					return err
 				}
 				c.log.Warn("client: could not replay an open", "ino", fmt.Sprintf("%#x", f.ino), "err", err)
@@ -312,13 +333,16 @@ func (c *Client) replay(ctx context.Context, addr string, session uint64) error 
 		}
 	}
 	for _, h := range c.heldLocks() {
+		if !onMDT(h.ino) {
+			continue
+		}
 		req := proto.LockReq{Session: session, Ino: h.ino, Owner: h.Owner.Owner, Pid: h.Pid, Type: h.Type,
 			Start: h.Start, End: h.End, Flock: h.Flock, Replay: true}
 		if req.End == lockEOF {
 			req.End = -1
 		}
 		if err := c.rpc.Call(ctx, c.mdsFor(h.ino), proto.OpLock, &req, &proto.LockResp{}); err != nil {
-			if recoverable(err) {
+			if recoverable(err) || errors.Is(err, syscall.EREMOTE) {
 				return err
 			}
 			c.log.Warn("client: could not replay a lock", "ino", fmt.Sprintf("%#x", h.ino), "err", err)
@@ -326,10 +350,18 @@ func (c *Client) replay(ctx context.Context, addr string, session uint64) error 
 		}
 		locks++
 	}
-	if err := c.rpc.Call(ctx, addr, proto.OpRecovered, &proto.RecoveredReq{Session: session}, nil); err != nil {
-		return err
+	done := map[string]bool{}
+	for _, m := range mdts {
+		addr := c.mdsFor(uint64(m) << 48)
+		if done[addr] {
+			continue
+		}
+		done[addr] = true
+		if err := c.rpc.Call(ctx, addr, proto.OpRecovered, &proto.RecoveredReq{Session: session}, nil); err != nil {
+			return err
+		}
 	}
-	c.log.Info("client: replayed opens and locks to a restarted MDS", "opens", opens, "locks", locks)
+	c.log.Info("client: replayed opens and locks to the new owners of MDTs", "mdts", mdts, "opens", opens, "locks", locks)
 	return nil
 }
 

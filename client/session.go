@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/stratafs/strata/proto"
@@ -36,25 +37,62 @@ func (c *Client) connect(ctx context.Context) error {
 
 // install records a session and the routing tables from a connect reply.
 func (c *Client) install(addr string, resp *proto.ConnectResp) {
-	mdts := make(map[uint32]string, len(resp.MDTs))
-	for _, m := range resp.MDTs {
-		mdts[m.Index] = m.Addr
-	}
 	lease := time.Duration(resp.LeaseMillis) * time.Millisecond
 	if lease <= 0 {
 		lease = 30 * time.Second
 	}
 	c.mu.Lock()
 	c.session = resp.Session
-	c.instance = resp.Instance
 	c.mdsAddr = addr
 	c.root = resp.Root
 	c.fsname = resp.FSName
 	c.lease = lease
-	c.mdts = mdts
 	c.defaults = resp.Defaults
 	c.mu.Unlock()
+	c.setMDTs(resp.MDTs)
 	c.setOSTs(resp.OSTs)
+}
+
+// setMDTs installs an MDT table and returns the MDTs whose owner changed
+// (a new epoch) since the client last saw them: their new owners hold
+// only what the store kept, and the client replays the rest to them.
+func (c *Client) setMDTs(table []proto.MDT) []uint32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mdts == nil {
+		c.mdts, c.epochs = map[uint32]string{}, map[uint32]uint64{}
+	}
+	var changed []uint32
+	for _, m := range table {
+		if m.Addr != "" {
+			c.mdts[m.Index] = m.Addr
+		}
+		if old, ok := c.epochs[m.Index]; ok && m.Epoch != 0 && m.Epoch != old {
+			changed = append(changed, m.Index)
+		}
+		if m.Epoch != 0 {
+			c.epochs[m.Index] = m.Epoch
+		}
+	}
+	return changed
+}
+
+// mdsOwners lists the distinct addresses of the MDT owners.
+func (c *Client) mdsOwners() []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	seen := map[string]bool{}
+	var out []string
+	for _, a := range c.mdts {
+		if a != "" && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, c.mdsAddr)
+	}
+	return out
 }
 
 // renewLoop renews the session every lease/3 until the client closes. An
@@ -77,31 +115,35 @@ func (c *Client) renewLoop() {
 	}
 }
 
-// renew extends the session's lease once, recovering the session if the
-// MDS lost it or restarted.
+// renew extends the session's lease at every MDS that owns an MDT (each
+// keeps the session's liveness in its memory), recovering if one is
+// unreachable, restarted, or no longer knows the session.
 func (c *Client) renew(ctx context.Context) error {
 	gen := c.rec.gen.Load()
 	c.mu.RLock()
-	addr, sess, lease, instance := c.mdsAddr, c.session, c.lease, c.instance
+	sess, lease := c.session, c.lease
 	c.mu.RUnlock()
 	ctx, cancel := context.WithTimeout(ctx, max(lease/3, time.Second))
 	defer cancel()
-	var resp proto.RenewResp
-	err := c.rpc.Call(ctx, addr, proto.OpRenew, &proto.RenewReq{Session: sess}, &resp)
-	if err == nil {
-		c.setOSTs(resp.OSTs)
-		if resp.Instance == instance || resp.Instance == 0 {
-			return nil
+	var failed error
+	for _, addr := range c.mdsOwners() {
+		var resp proto.RenewResp
+		err := c.rpc.Call(ctx, addr, proto.OpRenew, &proto.RenewReq{Session: sess}, &resp)
+		switch {
+		case err == nil:
+			c.setOSTs(resp.OSTs)
+		case errors.Is(err, syscall.ENOTCONN):
+			return c.evicted(ctx, sess)
+		case recoverable(err):
+			failed = err
+		default:
+			return err
 		}
-	} else if !recoverable(err) {
-		return err
 	}
-	if err != nil {
-		c.beginOutage("MDT0000", err)
-	}
+	// A restarted or moved MDS shows as a new epoch in the MDT table,
+	// which recoverSession reads.
 	if err := c.recoverSession(ctx, gen); err != nil {
-		return err
+		return errors.Join(failed, err)
 	}
-	c.endOutage("MDT0000")
-	return nil
+	return failed
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -75,6 +76,13 @@ func (s *Service) instantiate(t *mtx, dir, in *inode, req layout.Spec, rootDef l
 // generation gen.
 func (s *Service) allocate(in *inode, spec layout.Spec, gen uint32) error {
 	lay, next, err := s.alloc.Instantiate(spec, in.Ino, in.NextObjSeq, s.targets.allocTargets(s.now()))
+	if errors.Is(err, layout.ErrNoTargets) {
+		// OSTs that heartbeat to another MDS show in the store before
+		// this one's periodic read: read the table now and try again.
+		if lerr := s.targets.load(context.Background(), s); lerr == nil {
+			lay, next, err = s.alloc.Instantiate(spec, in.Ino, in.NextObjSeq, s.targets.allocTargets(s.now()))
+		}
+	}
 	if err != nil {
 		return layoutErrno(fmt.Errorf("mds: allocate objects for %#x: %w", in.Ino, err))
 	}
@@ -194,8 +202,15 @@ func (s *Service) SetLayout(ctx context.Context, req *proto.SetLayoutReq) (*prot
 
 // placeDir chooses the MDT of a new directory: the one asked for, else
 // the parent's, except that top-level directories spread round robin.
-func (s *Service) placeDir(parent uint64, want int32) (uint32, error) {
+func (s *Service) placeDir(ctx context.Context, parent uint64, want int32) (uint32, error) {
 	mdts := s.knownMDTs()
+	if want >= 0 && !slices.Contains(mdts, uint32(want)) {
+		// Another MDS may have registered it since this one started.
+		if err := s.targets.load(ctx, s); err != nil {
+			return 0, err
+		}
+		mdts = s.knownMDTs()
+	}
 	if want >= 0 {
 		for _, m := range mdts {
 			if m == uint32(want) {

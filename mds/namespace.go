@@ -135,7 +135,7 @@ func (s *Service) Mkdir(ctx context.Context, req *proto.MkdirReq) (*proto.EntryR
 	if err := checkName(req.Name); err != nil {
 		return nil, err
 	}
-	mdt, err := s.placeDir(req.Parent, req.MDT)
+	mdt, err := s.placeDir(ctx, req.Parent, req.MDT)
 	if err != nil {
 		return nil, err
 	}

@@ -27,14 +27,18 @@ type mdtRecord struct {
 	Lease uint64 `msgpack:"l,omitempty"` // store timestamp the owner's lease runs to
 }
 
-// ostRecord is one registered object storage target. Usage is not
-// persisted: heartbeats keep it in memory.
+// ostRecord is one registered object storage target, with its liveness:
+// every heartbeat, which its OSS sends to any MDS, advances Beat and
+// records the usage, so every MDS sees every OST alive (it watches Beat
+// move on its own clock; no wall clock crosses hosts).
 type ostRecord struct {
-	Index      uint32   `msgpack:"i"`
-	UUID       string   `msgpack:"U"`
-	Addr       string   `msgpack:"a"`
-	Pools      []string `msgpack:"p,omitempty"`
-	Registered int64    `msgpack:"r"` // unix nanoseconds of the first registration
+	Index      uint32            `msgpack:"i"`
+	UUID       string            `msgpack:"U"`
+	Addr       string            `msgpack:"a"`
+	Pools      []string          `msgpack:"p,omitempty"`
+	Registered int64             `msgpack:"r"` // unix nanoseconds of the first registration
+	Beat       uint64            `msgpack:"b,omitempty"`
+	Usage      proto.OSTAnnounce `msgpack:"u,omitempty"`
 }
 
 // dentry is a directory entry's value.

@@ -29,7 +29,8 @@ const mdtBytesPerInode = 1024
 type ostState struct {
 	rec   ostRecord
 	usage proto.OSTAnnounce
-	beat  time.Time
+	beat  time.Time // when this MDS last saw the OST's heartbeat count move
+	seen  uint64    // the heartbeat count it saw then
 }
 
 // targetTable holds the OST table and the known MDT indices.
@@ -80,11 +81,22 @@ func (tt *targetTable) load(ctx context.Context, s *Service) error {
 	if tt.osts == nil {
 		tt.osts = map[uint32]*ostState{}
 	}
+	now := s.now()
 	for _, r := range osts {
-		if st := tt.osts[r.Index]; st != nil {
-			st.rec = r
-		} else {
-			tt.osts[r.Index] = &ostState{rec: r}
+		st := tt.osts[r.Index]
+		if st == nil {
+			st = &ostState{seen: r.Beat}
+			if r.Addr != "" && r.Beat > 0 {
+				// First sight of an OST that heartbeats (to another
+				// MDS): presumed alive, as at start.
+				st.beat, st.usage = now, r.Usage
+			}
+			tt.osts[r.Index] = st
+		}
+		st.rec = r
+		if r.Beat != st.seen {
+			// Another MDS took a heartbeat since: the OST lives.
+			st.seen, st.beat, st.usage = r.Beat, now, r.Usage
 		}
 	}
 	tt.mdts = mdts
@@ -270,13 +282,14 @@ func assignOST(cr *clusterRecord, a proto.OSTAnnounce, known map[uint32]ostRecor
 	return idx, nil
 }
 
-// OSSHeartbeat records an OSS's liveness and its OSTs' usage. An OST the
-// MDS does not know fails with ENOENT: the OSS must register again.
+// OSSHeartbeat records an OSS's liveness and its OSTs' usage, here and in
+// the store for the other MDSes. An OST the MDS does not know fails with
+// ENOENT: the OSS must register again.
 func (s *Service) OSSHeartbeat(ctx context.Context, req *proto.OSSHeartbeatReq) error {
 	for reloaded := false; ; reloaded = true {
 		missing := s.heartbeat(req)
 		if missing < 0 {
-			return nil
+			return s.recordHeartbeat(ctx, req)
 		}
 		if reloaded {
 			return fmt.Errorf("mds: heartbeat from %s for unknown OST %d: register again: %w", req.Addr, missing, syscall.ENOENT)
@@ -305,6 +318,54 @@ func (s *Service) heartbeat(req *proto.OSSHeartbeatReq) int64 {
 		st.usage, st.beat = a, now
 	}
 	return -1
+}
+
+// recordHeartbeat advances the heartbeat count and usage of the OSTs of a
+// heartbeat in the store.
+func (s *Service) recordHeartbeat(ctx context.Context, req *proto.OSSHeartbeatReq) error {
+	err := s.update(ctx, func(t *mtx) error {
+		for _, a := range req.OSTs {
+			var r ostRecord
+			ok, err := t.getRecord(t.k.ost(uint32(a.Index)), &r)
+			if err != nil || !ok {
+				return err
+			}
+			r.Beat++
+			r.Usage = a
+			if err := t.setRecord(t.k.ost(uint32(a.Index)), &r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mds: record heartbeat of %s: %w", req.Addr, err)
+	}
+	s.targets.mu.Lock()
+	for _, a := range req.OSTs {
+		if st := s.targets.osts[uint32(a.Index)]; st != nil {
+			st.seen++ // this MDS's own write: already counted as a beat
+		}
+	}
+	s.targets.mu.Unlock()
+	return nil
+}
+
+// runOSTWatch reads the OST table from the store every heartbeat period,
+// so that OSTs whose OSSes heartbeat to another MDS count as alive here.
+func (s *Service) runOSTWatch(ctx context.Context) {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := s.targets.load(ctx, s); err != nil && ctx.Err() == nil {
+			s.log.Warn("mds: read the OST table", "err", err)
+		}
+	}
 }
 
 // Targets lists every OST and MDT with its usage.

@@ -38,13 +38,19 @@ type cachedEntry struct {
 // update runs fn as one read-write transaction, retried on conflict, and
 // bounded by this service's MDT leases (fencing: see ownership.go).
 func (s *Service) update(ctx context.Context, fn func(t *mtx) error) error {
-	return s.db.UpdateBounded(ctx, s.leaseBound, func(tx kv.Txn) error {
+	err := s.db.UpdateBounded(ctx, s.leaseBound, func(tx kv.Txn) error {
 		t := s.newMtx(ctx, tx)
 		if err := fn(t); err != nil {
 			return err
 		}
 		return t.flush()
 	})
+	if errors.Is(err, kv.ErrFenced) {
+		// This MDS's lease ran out (it may have lost its MDTs): nothing
+		// was committed, and the client resends to the owner (EREMOTE).
+		return fmt.Errorf("mds: %w: %w: %w", err, ErrNotOwner, syscall.EREMOTE)
+	}
+	return err
 }
 
 // updateIn is update for an operation that changes the entries of dirs:

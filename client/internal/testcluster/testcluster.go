@@ -18,7 +18,10 @@ import (
 
 	"github.com/stratafs/strata/client"
 	"github.com/stratafs/strata/mds"
+	"github.com/stratafs/strata/mds/kv"
+	"github.com/stratafs/strata/mds/kv/embedded"
 	"github.com/stratafs/strata/mds/kv/kvtest"
+	"github.com/stratafs/strata/mds/kv/tikv"
 	"github.com/stratafs/strata/oss"
 	"github.com/stratafs/strata/proto"
 	"github.com/stratafs/strata/rpc"
@@ -39,6 +42,15 @@ type Options struct {
 	// store (Cluster.Store), whose Crash undoes what was not synced: a
 	// power loss of the metadata disk.
 	LossyStore bool
+	// MDSes runs several MDS servers over one store shared in this process
+	// (client-go's in-process TiKV mock when TiKV is set, else the embedded
+	// store): MDTs lists, per server, the MDTs it serves (an empty list: a
+	// standby). Unset: one MDS serving MDT 0.
+	MDSes [][]uint32
+	// TiKV keeps the metadata in client-go's in-process TiKV mock.
+	TiKV bool
+	// MDTLease is the MDSes' MDT ownership lease; 0: the default.
+	MDTLease time.Duration
 }
 
 // Cluster is a running cluster.
@@ -51,6 +63,11 @@ type Cluster struct {
 	OSTDirs []string
 	// Store is the MDS's metadata store when Options.LossyStore is set.
 	Store *kvtest.Lossy
+	// MDSAddrs lists the address of every MDS server, in Options.MDSes
+	// order (MDS is the first).
+	MDSAddrs []string
+
+	mdsStop []context.CancelFunc
 
 	log    *slog.Logger
 	cancel context.CancelFunc
@@ -78,6 +95,35 @@ func Start(tb testing.TB, opts Options) *Cluster {
 	cl.cancel = cancel
 	tb.Cleanup(cl.stop)
 
+	if len(opts.MDSes) > 0 || opts.TiKV {
+		cl.startShared(tb, ctx, dir, opts)
+	} else {
+		cl.startOne(tb, ctx, dir, opts)
+	}
+	for i := range opts.OSSes {
+		var osts []string
+		for j := range opts.OSTsPerOSS {
+			d := filepath.Join(dir, fmt.Sprintf("oss%d-ost%d", i, j))
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				tb.Fatal(err)
+			}
+			osts = append(osts, d)
+			cl.OSTDirs = append(cl.OSTDirs, d)
+		}
+		cl.run(fmt.Sprintf("oss%d", i), func() error {
+			return oss.Run(ctx, oss.Config{MDS: cl.MDSAddrs, OSTs: osts, Listen: "127.0.0.1:0",
+				Secret: cl.Secret, Logger: cl.log})
+		})
+	}
+	if err := cl.waitOSTs(ctx); err != nil {
+		tb.Fatalf("testcluster: %v (server errors: %v)", err, cl.Errs())
+	}
+	return cl
+}
+
+// startOne starts the usual single MDS over its own store.
+func (cl *Cluster) startOne(tb testing.TB, ctx context.Context, dir string, opts Options) {
+	tb.Helper()
 	kvURL := "embedded:" + filepath.Join(dir, "kv")
 	inner := kvURL
 	if opts.LossyStore {
@@ -92,36 +138,67 @@ func Start(tb testing.TB, opts Options) *Cluster {
 	addr := make(chan string, 1)
 	cl.run("mds", func() error {
 		return mds.Run(ctx, mds.Config{KV: kvURL, Listen: "127.0.0.1:0", Secret: cl.Secret, Logger: cl.log,
-			OnListen: func(a string) { addr <- a }})
+			MDTLease: opts.MDTLease, OnListen: func(a string) { addr <- a }})
 	})
 	select {
 	case cl.MDS = <-addr:
 	case <-time.After(30 * time.Second):
 		tb.Fatalf("testcluster: MDS did not start: %v", cl.Errs())
 	}
+	cl.MDSAddrs = []string{cl.MDS}
 	if opts.LossyStore {
 		cl.Store = kvtest.Opened(inner)
 	}
-	for i := range opts.OSSes {
-		var osts []string
-		for j := range opts.OSTsPerOSS {
-			d := filepath.Join(dir, fmt.Sprintf("oss%d-ost%d", i, j))
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				tb.Fatal(err)
-			}
-			osts = append(osts, d)
-			cl.OSTDirs = append(cl.OSTDirs, d)
-		}
-		cl.run(fmt.Sprintf("oss%d", i), func() error {
-			return oss.Run(ctx, oss.Config{MDS: []string{cl.MDS}, OSTs: osts, Listen: "127.0.0.1:0",
-				Secret: cl.Secret, Logger: cl.log})
-		})
-	}
-	if err := cl.waitOSTs(ctx); err != nil {
-		tb.Fatalf("testcluster: %v (server errors: %v)", err, cl.Errs())
-	}
-	return cl
 }
+
+// startShared starts several MDS servers over one store.
+func (cl *Cluster) startShared(tb testing.TB, ctx context.Context, dir string, opts Options) {
+	tb.Helper()
+	var db *kv.DB
+	if opts.TiKV {
+		e, err := tikv.OpenMock(filepath.Join(dir, "tikv"))
+		if err != nil {
+			tb.Fatalf("testcluster: %v", err)
+		}
+		db = &kv.DB{Engine: e}
+	} else {
+		e, err := embedded.Open(filepath.Join(dir, "kv"), kv.Options{})
+		if err != nil {
+			tb.Fatalf("testcluster: %v", err)
+		}
+		db = &kv.DB{Engine: e}
+	}
+	tb.Cleanup(func() { db.Close() })
+	err := mds.FormatDB(ctx, db, mds.FormatOptions{FSName: cl.FSName, StripeCount: opts.StripeCount,
+		StripeSize: opts.StripeSize, Logger: cl.log})
+	if err != nil {
+		tb.Fatalf("testcluster: format: %v", err)
+	}
+	servers := opts.MDSes
+	if len(servers) == 0 {
+		servers = [][]uint32{{0}}
+	}
+	for i, mdts := range servers {
+		sctx, stop := context.WithCancel(ctx)
+		cl.mdsStop = append(cl.mdsStop, stop)
+		addr := make(chan string, 1)
+		cl.run(fmt.Sprintf("mds%d", i), func() error {
+			return mds.Serve(sctx, db, mds.Config{Listen: "127.0.0.1:0", Secret: cl.Secret, Logger: cl.log,
+				MDTs: mdts, Standby: len(mdts) == 0, MDTLease: opts.MDTLease, OnListen: func(a string) { addr <- a }})
+		})
+		select {
+		case a := <-addr:
+			cl.MDSAddrs = append(cl.MDSAddrs, a)
+		case <-time.After(30 * time.Second):
+			tb.Fatalf("testcluster: MDS %d did not start: %v", i, cl.Errs())
+		}
+	}
+	cl.MDS = cl.MDSAddrs[0]
+}
+
+// StopMDS stops MDS server i abruptly: its listener, sessions and leases
+// go at once, as with a crash (the store keeps its records).
+func (cl *Cluster) StopMDS(i int) { cl.mdsStop[i]() }
 
 func (cl *Cluster) run(name string, fn func() error) {
 	cl.wg.Add(1)
@@ -188,7 +265,7 @@ func (cl *Cluster) stop() {
 // ends (before the cluster stops).
 func (cl *Cluster) Client(tb testing.TB, cfg client.Config) *client.Client {
 	tb.Helper()
-	cfg.MDS = []string{cl.MDS}
+	cfg.MDS = cl.MDSAddrs
 	cfg.FSName = cl.FSName
 	cfg.Secret = cl.Secret
 	if cfg.Logger == nil {
