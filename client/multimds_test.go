@@ -201,5 +201,3 @@ func countOf(names []string, n string) int {
 	}
 	return k
 }
-
-
