@@ -22,28 +22,32 @@ type daemon struct {
 	name string
 	args []string
 	log  string
-	addr string // the address it listens on; "" for the mount client
-	mnt  string // the mount point, for the mount client
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has been reaped
+	addr string       // the address it listens on; "" for the mount client
+	mnt  string       // the mount point, for the mount client
+	proc *spawnedProc // the running (or last) process
 }
 
-// pid is the running process's id, or 0.
+// pid is the process's id, or 0 before the first start.
 func (d *daemon) pid() int {
-	if d.cmd == nil || d.cmd.Process == nil {
+	if d.proc == nil {
 		return 0
 	}
-	return d.cmd.Process.Pid
+	return d.proc.pid
 }
+
+// done is closed once the process has been reaped.
+func (d *daemon) done() <-chan struct{} { return d.proc.done }
 
 // crashCluster runs a filesystem's daemons as separate processes (not
 // strata up) so that a test can kill -9 any one of them and start it again
 // on the same address and directories: an MDS over an embedded store, OSSes
-// with one OST each, and a FUSE client.
+// with one OST each, and a FUSE client. They are children of a spawner
+// (crashspawn_test.go), not of the test process.
 type crashCluster struct {
 	t      *testing.T
 	dir    string
 	secret string
+	spawn  *spawner
 	mds    *daemon
 	oss    []*daemon
 	client *daemon
@@ -55,6 +59,10 @@ func startCrashCluster(t *testing.T, dir string, nOSS int) *crashCluster {
 	t.Helper()
 	requireFUSE(t)
 	c := &crashCluster{t: t, dir: dir, secret: filepath.Join(dir, "secret")}
+	var err error
+	if c.spawn, err = startSpawner(); err != nil {
+		t.Fatalf("start the spawner: %v", err)
+	}
 	t.Cleanup(c.stopAll)
 	var raw [32]byte
 	if _, err := rand.Read(raw[:]); err != nil {
@@ -111,29 +119,17 @@ func (c *crashCluster) mustStart(d *daemon) {
 	}
 }
 
-// start runs d, its output appended to its log, and waits until it listens
-// (a server) or is mounted (the client).
+// start runs d through the spawner, its output appended to its log, and
+// waits until it listens (a server) or is mounted (the client).
 func (c *crashCluster) start(d *daemon) error {
-	logf, err := os.OpenFile(d.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
+	if err := appendLine(d.log, fmt.Sprintf("=== %s start: %s", time.Now().Format(time.RFC3339Nano), strings.Join(d.args, " "))); err != nil {
 		return err
 	}
-	fmt.Fprintf(logf, "=== %s start: %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(d.args, " "))
-	cmd := exec.Command(strataBin, d.args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Killed with the test binary if it dies; a group of its own keeps a
-	// terminal's Ctrl-C from reaching it before the cleanup does.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
+	p, err := c.spawn.start(append([]string{strataBin}, d.args...), d.log)
+	if err != nil {
 		return fmt.Errorf("start %s: %w", d.name, err)
 	}
-	d.cmd, d.done = cmd, make(chan struct{})
-	go func(done chan struct{}) {
-		_ = cmd.Wait()
-		logf.Close()
-		close(done)
-	}(d.done)
+	d.proc = p
 	ready := func() bool {
 		if d.mnt != "" {
 			return isMountPoint(d.mnt)
@@ -147,17 +143,30 @@ func (c *crashCluster) start(d *daemon) error {
 	deadline := time.Now().Add(time.Minute)
 	for !ready() {
 		select {
-		case <-d.done:
-			return fmt.Errorf("%s exited during startup (%v); log %s:\n%s", d.name, cmd.ProcessState, d.log, tail(d.log, 20))
+		case <-p.done:
+			return fmt.Errorf("%s exited during startup (%s); log %s:\n%s", d.name, p.status, d.log, tail(d.log, 20))
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
-			<-d.done
+			_ = syscall.Kill(p.pid, syscall.SIGKILL)
+			<-p.done
 			return fmt.Errorf("%s not serving a minute after start (killed); log %s", d.name, d.log)
 		}
 	}
 	return nil
+}
+
+// appendLine appends a line to a log file.
+func appendLine(path, line string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(f, line)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // kill9 sends SIGKILL to d and waits until it is reaped. A killed client
@@ -170,7 +179,7 @@ func (c *crashCluster) kill9(d *daemon) {
 		}
 	}
 	select {
-	case <-d.done:
+	case <-d.done():
 	case <-time.After(30 * time.Second):
 		c.t.Fatalf("%s (pid %d) not reaped 30s after SIGKILL", d.name, d.pid())
 	}
@@ -189,11 +198,11 @@ func (c *crashCluster) detach(d *daemon) {
 
 // alive reports whether d is running.
 func (d *daemon) alive() bool {
-	if d.done == nil {
+	if d.proc == nil {
 		return false
 	}
 	select {
-	case <-d.done:
+	case <-d.proc.done:
 		return false
 	default:
 		return true
@@ -201,7 +210,7 @@ func (d *daemon) alive() bool {
 }
 
 // stopAll unmounts the client and stops every daemon by its pid: SIGTERM,
-// then SIGKILL after ten seconds.
+// then SIGKILL after ten seconds; then the spawner.
 func (c *crashCluster) stopAll() {
 	if c.client != nil && isMountPoint(c.client.mnt) {
 		if err := exec.Command("fusermount3", "-u", c.client.mnt).Run(); err != nil {
@@ -216,13 +225,14 @@ func (c *crashCluster) stopAll() {
 		}
 		_ = syscall.Kill(d.pid(), syscall.SIGTERM)
 		select {
-		case <-d.done:
+		case <-d.done():
 		case <-time.After(10 * time.Second):
 			c.t.Errorf("%s (pid %d) ignored SIGTERM for 10s; killing it", d.name, d.pid())
 			_ = syscall.Kill(d.pid(), syscall.SIGKILL)
-			<-d.done
+			<-d.done()
 		}
 	}
+	c.spawn.close()
 }
 
 // waitOSTsActive polls strata osts until n OSTs are active.
@@ -268,10 +278,10 @@ func (c *crashCluster) mountVerifier(name string) (string, func(), error) {
 			_ = exec.Command("fusermount3", "-uz", mnt).Run()
 		}
 		select {
-		case <-d.done:
+		case <-d.done():
 		case <-time.After(10 * time.Second):
 			_ = syscall.Kill(d.pid(), syscall.SIGKILL)
-			<-d.done
+			<-d.done()
 		}
 	}, nil
 }

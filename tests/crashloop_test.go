@@ -102,13 +102,13 @@ func crashCycle(t *testing.T, c *crashCluster, w *crashWorkload, gate *sync.RWMu
 	t.Helper()
 	w.start()
 	acked, _ := w.counts()
-	waitWorkload(t, w, cycle+": before the kill", acked+3+rng.IntN(20), -1)
+	waitWorkload(t, w, cycle+": before the kill", acked+3+rng.IntN(20))
 	ackedAtKill, failedAtKill := w.counts()
 	killedAt := time.Now()
 	c.kill9(victim)
+	outage := "restarted at once"
 	if rng.IntN(2) == 0 {
-		// A longer outage: until the workload has felt it.
-		waitWorkload(t, w, cycle+": during the outage", -1, failedAtKill+1)
+		outage = waitOutageFelt(w, failedAtKill)
 	}
 	err := func() error {
 		if victim == c.client {
@@ -124,9 +124,9 @@ func crashCycle(t *testing.T, c *crashCluster, w *crashWorkload, gate *sync.RWMu
 	}
 	restarted := time.Since(killedAt)
 	acked, _ = w.counts()
-	waitWorkload(t, w, cycle+": after the restart", acked+1, -1)
+	waitWorkload(t, w, cycle+": after the restart", acked+1)
 	recovered := time.Since(killedAt)
-	waitWorkload(t, w, cycle+": after the restart", acked+3, -1)
+	waitWorkload(t, w, cycle+": after the restart", acked+3)
 	if err := w.stop(); err != nil {
 		t.Fatalf("%s: workload: %v", cycle, err)
 	}
@@ -138,26 +138,44 @@ func crashCycle(t *testing.T, c *crashCluster, w *crashWorkload, gate *sync.RWMu
 		failures += fmt.Sprintf(" (last: %v)", w.lastErr)
 		w.mu.Unlock()
 	}
-	t.Logf("%s: killed after %d acknowledged operations, restarted in %v, first acknowledgement %v after the kill; %s; %d operations and %d KiB verified",
-		cycle, ackedAtKill, restarted.Round(time.Millisecond), recovered.Round(time.Millisecond), failures, a, n>>10)
+	t.Logf("%s: killed after %d acknowledged operations, %s, restarted in %v, first acknowledgement %v after the kill; %s; %d operations and %d KiB verified",
+		cycle, ackedAtKill, outage, restarted.Round(time.Millisecond), recovered.Round(time.Millisecond), failures, a, n>>10)
 	return n
 }
 
-// waitWorkload polls until the workload has acknowledged acked operations
-// (if acked >= 0) or counted failed failed attempts (if failed >= 0). It
-// fails the test if the workload stops with an error or makes no such
-// progress in time; an outage the workload never notices (failed) is
-// only logged, as an operation may simply not have touched the daemon.
-func waitWorkload(t *testing.T, w *crashWorkload, what string, acked, failed int) {
+// waitOutageFelt prolongs an outage until the workload feels it: an
+// attempt fails, or no operation is acknowledged for a second (the client
+// blocks, waiting for the daemon), or five seconds pass (the operations
+// did not need the daemon). It says which.
+func waitOutageFelt(w *crashWorkload, failedAtKill int) string {
+	start := time.Now()
+	lastAcked, _ := w.counts()
+	lastChange := start
+	for time.Since(start) < 5*time.Second {
+		a, f := w.counts()
+		switch {
+		case f > failedAtKill:
+			return fmt.Sprintf("down until an attempt failed (%v)", time.Since(start).Round(time.Millisecond))
+		case a != lastAcked:
+			lastAcked, lastChange = a, time.Now()
+		case time.Since(lastChange) > time.Second:
+			return fmt.Sprintf("down until the workload blocked for a second (%v)", time.Since(start).Round(time.Millisecond))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return "down for 5s, unnoticed by the workload"
+}
+
+// waitWorkload polls until the workload has acknowledged acked operations.
+// It fails the test if the workload stops with an error or makes no such
+// progress in three minutes.
+func waitWorkload(t *testing.T, w *crashWorkload, what string, acked int) {
 	t.Helper()
 	timeout := 3 * time.Minute
-	if failed >= 0 {
-		timeout = 5 * time.Second
-	}
 	deadline := time.Now().Add(timeout)
 	for {
-		a, f := w.counts()
-		if (acked >= 0 && a >= acked) || (failed >= 0 && f >= failed) {
+		a, _ := w.counts()
+		if a >= acked {
 			return
 		}
 		select {
@@ -170,10 +188,6 @@ func waitWorkload(t *testing.T, w *crashWorkload, what string, acked, failed int
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			if failed >= 0 {
-				t.Logf("%s: no failed attempt within %v", what, timeout)
-				return
-			}
 			w.mu.Lock()
 			last := w.lastErr
 			w.mu.Unlock()
