@@ -374,6 +374,17 @@ func (s *Service) Targets(ctx context.Context, _ *proto.TargetsReq) (*proto.Targ
 	if err != nil {
 		return nil, err
 	}
+	table, err := s.mdtTable(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range mdts {
+		for _, m := range table {
+			if m.Index == mdts[i].Index {
+				mdts[i].Owner = m
+			}
+		}
+	}
 	return &proto.TargetsResp{FSName: s.fs.FSName, OSTs: s.targets.list(s.now()), MDTs: mdts}, nil
 }
 

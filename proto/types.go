@@ -194,4 +194,6 @@ type MDTUsage struct {
 	Avail uint64 `msgpack:"a"`
 	Files uint64 `msgpack:"f"`
 	FFree uint64 `msgpack:"F"`
+	// Who serves it (see MDT).
+	Owner MDT `msgpack:"o,omitempty"`
 }

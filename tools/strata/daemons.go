@@ -19,6 +19,7 @@ import (
 
 	"github.com/stratafs/strata/layout"
 	"github.com/stratafs/strata/mds"
+	"github.com/stratafs/strata/mds/kv"
 	"github.com/stratafs/strata/oss"
 	"github.com/stratafs/strata/rpc"
 )
@@ -101,11 +102,18 @@ already holds a filesystem.`,
 
 func newMDSCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "mds [--config FILE] [--kv KV] [--listen ADDR] [--mdt IDX...]",
+		Use:   "mds [--config FILE] [--kv KV] [--listen ADDR...] [--mdt IDX...] [--standby]",
 		Short: "Run a metadata server",
 		Long: `Run a metadata server serving one or more MDTs (namespace shards) of a
 filesystem whose metadata lives in KV (embedded:DIR or tikv://PD,...).
-Runs in the foreground until SIGINT or SIGTERM.`,
+Runs in the foreground until SIGINT or SIGTERM.
+
+Each MDT is owned by one MDS under a lease kept in the store (--mdt-lease);
+an MDS that stops renewing loses its MDTs to another (a --standby MDS owns
+none until then), and clients follow without an error. Several MDSes share a
+tikv:// store from any hosts. An embedded store belongs to one process: to
+run N MDS servers on it, give --listen N times (server i serves the i-th
+--mdt).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			v, err := loadConfig(cmd)
@@ -126,20 +134,31 @@ Runs in the foreground until SIGINT or SIGTERM.`,
 			for _, m := range v.GetIntSlice("mdt") {
 				mdts = append(mdts, uint32(m))
 			}
-			err = mds.Run(ctx, mds.Config{
-				KV:     v.GetString("kv"),
-				Listen: v.GetString("listen"),
-				Secret: secret,
-				MDTs:   mdts,
-				Logger: log,
-				Lease:  v.GetDuration("lease"),
+			listens := splitList(v.GetStringSlice("listen"))
+			cfg := mds.Config{
+				KV:       v.GetString("kv"),
+				Secret:   secret,
+				MDTs:     mdts,
+				Standby:  v.GetBool("standby"),
+				MDTLease: v.GetDuration("mdt-lease"),
+				Logger:   log,
+				Lease:    v.GetDuration("lease"),
 				OnListen: func(addr string) {
 					log.Info("serving", "addr", addr)
 				},
-				OnServe: func(srv *rpc.Server) {
+			}
+			if len(listens) <= 1 {
+				cfg.Listen = "0.0.0.0:7000"
+				if len(listens) == 1 {
+					cfg.Listen = listens[0]
+				}
+				cfg.OnServe = func(srv *rpc.Server) {
 					prometheus.MustRegister(newRPCCollector("mds", srv.Stats))
-				},
-			})
+				}
+				err = mds.Run(ctx, cfg)
+			} else {
+				err = runSharedMDS(ctx, cfg, listens)
+			}
 			if err != nil && !errors.Is(err, context.Canceled) {
 				return fail("mds", "", err)
 			}
@@ -149,8 +168,10 @@ Runs in the foreground until SIGINT or SIGTERM.`,
 	f := cmd.Flags()
 	f.String("config", "", "YAML config file")
 	f.String("kv", "", "metadata store: embedded:DIR or tikv://PD[,PD...]")
-	f.String("listen", "0.0.0.0:7000", "address to serve on")
+	f.StringSlice("listen", []string{"0.0.0.0:7000"}, "address to serve on; several: that many servers in this process, sharing the store")
 	f.IntSlice("mdt", []int{0}, "MDT indices to serve")
+	f.Bool("standby", false, "own no MDT until another MDS's lease runs out")
+	f.Duration("mdt-lease", mds.DefaultMDTLease, "MDT ownership lease: how long a dead MDS's MDTs wait for a takeover")
 	f.Duration("lease", mds.DefaultLease, "client lease: a silent client's opens and locks are dropped after it")
 	f.String("admin", "", "address for /metrics and /debug/pprof (off if empty)")
 	f.String("log-level", "info", "debug, info, warn or error")
@@ -220,4 +241,33 @@ their indices; they keep them across restarts. Runs in the foreground.`,
 	f.String("log-level", "info", "debug, info, warn or error")
 	addSecretFlag(cmd)
 	return cmd
+}
+
+// runSharedMDS runs one MDS server per listen address over one store opened
+// here (the way to run several MDSes on an embedded store, which belongs to
+// one process): server i serves the i-th MDT of cfg.MDTs (none past them:
+// a standby).
+func runSharedMDS(ctx context.Context, cfg mds.Config, listens []string) error {
+	db, err := kv.Open(ctx, cfg.KV, kv.Options{})
+	if err != nil {
+		return fmt.Errorf("mds: open store: %w", err)
+	}
+	defer db.Close()
+	errs := make(chan error, len(listens))
+	for i, addr := range listens {
+		c := cfg
+		c.Listen = addr
+		c.MDTs, c.Standby = nil, true
+		if i < len(cfg.MDTs) && !cfg.Standby {
+			c.MDTs, c.Standby = []uint32{cfg.MDTs[i]}, false
+		}
+		go func() { errs <- mds.Serve(ctx, db, c) }()
+	}
+	var first error
+	for range listens {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }

@@ -202,6 +202,12 @@ type targetJSON struct {
 	UUID   string `json:"uuid,omitempty"`
 	Addr   string `json:"addr,omitempty"`
 	Active bool   `json:"active"`
+	// MDTs: the owning MDS (its address), the owner epoch, the lease left
+	// and the state: serving, recovering or down.
+	Owner       string `json:"owner,omitempty"`
+	Epoch       uint64 `json:"epoch,omitempty"`
+	LeaseMillis int64  `json:"lease_ms,omitempty"`
+	State       string `json:"state,omitempty"`
 }
 
 func newOstsCmd() *cobra.Command { return newTargetListCmd("ost") }
@@ -231,9 +237,10 @@ func newTargetListCmd(kind string) *cobra.Command {
 						list = append(list, targetJSON{Index: o.Index, UUID: o.UUID, Addr: o.Addr, Active: o.Active})
 					}
 				} else {
-					// Every MDT listed is served by the MDS that answered.
 					for _, d := range t.MDTs {
-						list = append(list, targetJSON{Index: d.Index, Active: true})
+						o := d.Owner
+						list = append(list, targetJSON{Index: d.Index, Active: o.State != "down", Owner: o.Addr,
+							Epoch: o.Epoch, LeaseMillis: o.LeaseMillis, State: o.State})
 					}
 				}
 				if !asJSON {
@@ -246,6 +253,10 @@ func newTargetListCmd(kind string) *cobra.Command {
 						state := "ACTIVE"
 						if !j.Active {
 							state = "INACTIVE"
+						}
+						if kind == "mdt" {
+							fmt.Printf("%d: %s_UUID %s %s epoch %d owner %s\n", j.Index, j.Name, state, j.State, j.Epoch, j.Owner)
+							continue
 						}
 						fmt.Printf("%d: %s_UUID %s\n", j.Index, j.Name, state)
 					}

@@ -82,7 +82,7 @@ mounts a second client. Ctrl-C unmounts and stops every process.`,
 	f := cmd.Flags()
 	f.String("dir", "", "state directory (default ~/.strata)")
 	f.Int("oss", 4, "number of OSS processes (one OST each)")
-	f.Int("mds", 1, "number of MDTs (served by one MDS)")
+	f.Int("mds", 1, "number of MDTs, each served by its own MDS server (all in one process: the embedded store belongs to it)")
 	f.String("mount", "", "mount point (default DIR/mnt)")
 	f.String("fsname", "strata", "filesystem name (used when formatting)")
 	f.String("stripe-count", "1", "default stripe count when formatting")
@@ -124,21 +124,30 @@ func (u *upCluster) run(stripeCount, stripeSize string) error {
 	u.exited = make(chan string, u.nOSS+2)
 	defer u.stopAll()
 
-	mdsAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
+	// N MDTs are served by N MDS servers; they share the embedded store,
+	// which belongs to one process, so one "strata mds" runs them all.
 	mdts := make([]string, u.nMDT)
+	mdsAddrs := make([]string, u.nMDT)
+	mdsArgs := []string{"mds", "--kv", kvURL, "--secret-file", secretFile, "--lease", u.lease.String()}
 	for i := range mdts {
 		mdts[i] = strconv.Itoa(i)
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		mdsAddrs[i] = addr
+		mdsArgs = append(mdsArgs, "--listen", addr)
 	}
-	if err := u.start("mds", "mds", "--kv", kvURL, "--listen", mdsAddr,
-		"--mdt", strings.Join(mdts, ","), "--secret-file", secretFile, "--lease", u.lease.String()); err != nil {
+	mdsArgs = append(mdsArgs, "--mdt", strings.Join(mdts, ","))
+	if err := u.start("mds", mdsArgs...); err != nil {
 		return err
 	}
-	if err := waitListening(ctx, mdsAddr, 30*time.Second); err != nil {
-		return fmt.Errorf("mds did not start (see %s): %w", u.logPath("mds"), err)
+	for _, a := range mdsAddrs {
+		if err := waitListening(ctx, a, 30*time.Second); err != nil {
+			return fmt.Errorf("mds did not start (see %s): %w", u.logPath("mds"), err)
+		}
 	}
+	mdsAddr := strings.Join(mdsAddrs, ",")
 	for i := 0; i < u.nOSS; i++ {
 		addr, err := freeAddr()
 		if err != nil {
@@ -150,7 +159,7 @@ func (u *upCluster) run(stripeCount, stripeSize string) error {
 			return err
 		}
 	}
-	cf := clientFile{FSName: u.fsname, MDS: []string{mdsAddr}, SecretFile: secretFile}
+	cf := clientFile{FSName: u.fsname, MDS: mdsAddrs, SecretFile: secretFile}
 	if err := u.waitOSTs(ctx, cf); err != nil {
 		return err
 	}
