@@ -48,6 +48,7 @@ soak: build
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./layout/... ./rpc/... ./mds/kv/...
 	$(GO) test -tags rdma -run '^$$' -bench 'Transport/rdma-verbs' -benchmem -v ./rpc/
+	$(GO) test -run '^$$' -bench 'CreatesPerMDT' -benchtime 5000x ./client/
 	STRATA_BIN=$(CURDIR)/$(BIN)/strata tests/bench.sh
 
 vet: vet-rdma
