@@ -116,8 +116,11 @@ func TestServersRestartUnderLoad(t *testing.T) {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("killed %s (pid %d) at %d files", victim, pid, progress())
+		killed, at := time.Now(), progress()
+		t.Logf("killed %s (pid %d) at %d files", victim, pid, at)
 		waitNewChild(t, c, victim, pid)
+		waitProgress(at + 5)
+		t.Logf("the write loop had 5 more files fsync'd %v after the kill", time.Since(killed).Round(time.Millisecond))
 		waitProgress(progress() + 30)
 	}
 	close(stop)
