@@ -25,9 +25,6 @@ var (
 	fsxAllowMissing = flag.String("fsx.allow-missing", fsx.FeatureFallocate, "comma-separated features whose EOPNOTSUPP is no failure (fallocate, copy_file_range)")
 )
 
-// soak reports whether the long runs of make soak were asked for.
-func soak() bool { return os.Getenv("STRATA_SOAK") != "" }
-
 // exerciserMode is one way of running the exerciser: a cluster, the
 // consistency the file gets, and when the second client checks it.
 type exerciserMode struct {
@@ -47,8 +44,9 @@ var exerciserModes = []exerciserMode{
 // file of a real mount, in close-to-open mode (the second client checks the
 // file after each close and fsync of the writer), in a strict directory and
 // on strict mounts (it checks after every step). The default suite runs
-// 2000 steps per mode (500 with -short); make soak runs three seeds of a million steps,
-// spread over the modes. A failure prints the command that replays it.
+// 2000 steps per mode (500 with -short); make soak runs three seeds of a
+// million steps, dealt over the modes. A failure prints the command that
+// replays it.
 func TestExerciser(t *testing.T) {
 	requireFUSE(t)
 	def := 2000
@@ -160,8 +158,10 @@ func runExerciser(t *testing.T, c *exerciserCluster, r exerciserMode, ops int) {
 		Peer:          filepath.Join(c.second, name, "file"),
 		PeerEveryStep: r.strictMnt || r.strictDir,
 		AllowMissing:  allow,
-		Replay: fmt.Sprintf("make build && STRATA_BIN=$PWD/bin/strata go test ./tests/ -count=1 -run 'TestExerciser/%s/' -args -fsx.seed=%d -fsx.ops=OPS -fsx.allow-missing=%s  (OPS: the failing step)",
-			r.name, r.seed, *fsxAllowMissing),
+		Replay: func(step int) string {
+			return fmt.Sprintf("make build && STRATA_BIN=$PWD/bin/strata go test ./tests/ -count=1 -run 'TestExerciser/%s/' -args -fsx.seed=%d -fsx.ops=%d -fsx.allow-missing=%s",
+				r.name, r.seed, step, *fsxAllowMissing)
+		},
 		OnStall: func(msg string) {
 			t.Errorf("%s; aborting the mounts", msg)
 			for _, mnt := range c.mnts {
@@ -241,40 +241,4 @@ func mountPIDs(mnt string) []int {
 		}
 	}
 	return pids
-}
-
-// tempDir755 is a temporary directory that every user may enter (t.TempDir's
-// parent is private). It is removed at cleanup unless the test failed: then
-// the daemons' logs and state stay for inspection.
-func tempDir755(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "strata-"+strings.ReplaceAll(t.Name(), "/", "-")+"-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("kept %s (logs in its logs/) for inspection", dir)
-			return
-		}
-		os.RemoveAll(dir)
-	})
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-// envInt reads a positive integer from the environment, or returns def.
-func envInt(t *testing.T, name string, def int) int {
-	t.Helper()
-	s := os.Getenv(name)
-	if s == "" {
-		return def
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 {
-		t.Fatalf("%s=%q: want a positive number", name, s)
-	}
-	return n
 }

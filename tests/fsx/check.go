@@ -55,7 +55,10 @@ func (f *Failure) Error() string {
 
 // failure turns an error of op into the run's *Failure.
 func (e *engine) failure(op *Op, err error) error {
-	f := &Failure{Seed: e.cfg.Seed, Step: op.Step, Op: *op, Reason: err.Error(), Replay: e.cfg.Replay}
+	f := &Failure{Seed: e.cfg.Seed, Step: op.Step, Op: *op, Reason: err.Error()}
+	if e.cfg.Replay != nil {
+		f.Replay = e.cfg.Replay(max(1, min(op.Step, e.cfg.Ops)))
+	}
 	var mm *mismatch
 	if errors.As(err, &mm) {
 		f.Reason, f.Detail = mm.reason, mm.detail

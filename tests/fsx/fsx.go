@@ -80,8 +80,9 @@ type Config struct {
 	// call return, e.g. by aborting the FUSE connection; the step then
 	// fails and Run returns its report.
 	OnStall func(msg string)
-	// Replay is printed in failure reports: how to run this seed again.
-	Replay string
+	// Replay, when set, says in a failure report how to run this seed
+	// again up to the failing step.
+	Replay func(step int) string
 	// Progress, when set, is called every ProgressEvery steps.
 	Progress func(Stats)
 	// ProgressEvery defaults to 100000 steps.

@@ -2,6 +2,7 @@ package fsx
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,7 +82,7 @@ func TestReportsMismatch(t *testing.T) {
 	}
 	_, err := Run(Config{
 		Seed: 42, Ops: 100, Path: filepath.Join(dir, "f"), SourcePath: filepath.Join(dir, "src"),
-		Peer: other, PeerEveryStep: true, Replay: "go test -run X -fsx.seed=42",
+		Peer: other, PeerEveryStep: true, Replay: func(step int) string { return fmt.Sprintf("go test -run X -fsx.seed=42 -fsx.ops=%d", step) },
 	})
 	var f *Failure
 	if !errors.As(err, &f) {
@@ -90,7 +91,7 @@ func TestReportsMismatch(t *testing.T) {
 	if f.Seed != 42 || f.Step != 1 || len(f.History) != 1 || !strings.Contains(f.Reason, "peer") {
 		t.Errorf("failure = seed %d step %d reason %q, %d steps of history", f.Seed, f.Step, f.Reason, len(f.History))
 	}
-	for _, want := range []string{"seed 42 step 1", "last 1 steps", "replay: go test -run X -fsx.seed=42"} {
+	for _, want := range []string{"seed 42 step 1", "last 1 steps", "replay: go test -run X -fsx.seed=42 -fsx.ops=1"} {
 		if !strings.Contains(f.Error(), want) {
 			t.Errorf("report lacks %q:\n%s", want, f.Error())
 		}
