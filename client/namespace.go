@@ -8,6 +8,7 @@ import (
 
 	"github.com/stratafs/strata/layout"
 	"github.com/stratafs/strata/proto"
+	"github.com/stratafs/strata/rpc"
 )
 
 // The inode-level API: what the FUSE layer calls. Every request goes to the
@@ -326,8 +327,15 @@ func (c *Client) Targets(ctx context.Context) (proto.TargetsResp, error) {
 		return resp, fmt.Errorf("client: targets: %w", err)
 	}
 	c.setOSTs(resp.OSTs)
+	for i := range resp.OSTs {
+		resp.OSTs[i].Transport = c.rpc.Transport(resp.OSTs[i].Addr)
+	}
 	return resp, nil
 }
+
+// TransportStats returns the client's connection and call counts per
+// transport (TCP, RDMA), for metrics.
+func (c *Client) TransportStats() rpc.ClientStats { return c.rpc.Stats() }
 
 // GetLayout returns a file's layout or a directory's default layout.
 func (c *Client) GetLayout(ctx context.Context, ino uint64) (proto.GetLayoutResp, error) {

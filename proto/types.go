@@ -93,6 +93,9 @@ type OST struct {
 	Avail  uint64   `msgpack:"v"`
 	Files  uint64   `msgpack:"f,omitempty"` // inodes total
 	FFree  uint64   `msgpack:"F,omitempty"` // inodes free
+	// Transport is how the asking client reaches the OSS ("tcp", "rdma",
+	// "" before its first call): filled by the client, not the MDS.
+	Transport string `msgpack:"x,omitempty"`
 }
 
 // Capability rights.

@@ -102,10 +102,17 @@ func TestCLIContract(t *testing.T) {
 	})
 
 	t.Run("osts", func(t *testing.T) {
+		// Data on both OSTs, so the mount has reached both OSSes.
+		wide := filepath.Join(c.mnt, "osts-wide")
+		mustStrata(t, "setstripe", "-c", "2", "-S", "64K", wide)
+		if err := os.WriteFile(wide, make([]byte, 256<<10), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		var doc struct {
 			OSTs []struct {
-				Index  int  `json:"index"`
-				Active bool `json:"active"`
+				Index     int    `json:"index"`
+				Active    bool   `json:"active"`
+				Transport string `json:"transport"`
 			} `json:"osts"`
 		}
 		if err := json.Unmarshal([]byte(mustStrata(t, "osts", "--json", c.mnt)), &doc); err != nil {
@@ -113,6 +120,11 @@ func TestCLIContract(t *testing.T) {
 		}
 		if len(doc.OSTs) != 2 || !doc.OSTs[0].Active || !doc.OSTs[1].Active {
 			t.Errorf("osts = %+v", doc.OSTs)
+		}
+		for _, o := range doc.OSTs {
+			if o.Transport != "tcp" { // no RDMA device here: the fallback
+				t.Errorf("OST %d reached over %q, want tcp", o.Index, o.Transport)
+			}
 		}
 	})
 

@@ -168,7 +168,7 @@ func Mount(c *client.Client, mnt string, opts Options) (*gofuse.Server, error) {
 		server.Unmount()
 		return nil, fmt.Errorf("fuse: mount %s: %w", mnt, err)
 	}
-	servePprof(fsys.log)
+	servePprof(fsys.log, c)
 	return server, nil
 }
 

@@ -1,21 +1,27 @@
 package fuse
 
 import (
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
+
+	"github.com/stratafs/strata/client"
 )
 
 // pprofEnv names the environment variable that, set to a listen address
 // (e.g. "127.0.0.1:6061"), makes Mount serve the mount process's
 // /debug/pprof (CPU profile, execution trace, goroutines) there, for
-// finding where FUSE request time goes. Unset, nothing listens.
+// finding where FUSE request time goes, and /metrics (Prometheus text:
+// connections and calls per transport). Unset, nothing listens.
 const pprofEnv = "STRATA_PPROF"
 
-// servePprof starts the profiling endpoint if STRATA_PPROF asks for one.
-func servePprof(log *slog.Logger) {
+// servePprof starts the profiling and metrics endpoint if STRATA_PPROF asks
+// for one.
+func servePprof(log *slog.Logger, c *client.Client) {
 	addr := os.Getenv(pprofEnv)
 	if addr == "" {
 		return
@@ -31,6 +37,26 @@ func servePprof(log *slog.Logger) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) { writeMetrics(w, c) })
 	log.Info("fuse: serving pprof", "addr", ln.Addr().String())
 	go func() { _ = http.Serve(ln, mux) }()
+}
+
+// writeMetrics writes the client's counters in Prometheus text format.
+func writeMetrics(w io.Writer, c *client.Client) {
+	st := c.TransportStats()
+	fmt.Fprintln(w, "# HELP strata_client_connections Connections open now, by transport.")
+	fmt.Fprintln(w, "# TYPE strata_client_connections gauge")
+	fmt.Fprintf(w, "strata_client_connections{transport=\"tcp\"} %d\n", st.TCPConns)
+	fmt.Fprintf(w, "strata_client_connections{transport=\"rdma\"} %d\n", st.RDMAConns)
+	fmt.Fprintln(w, "# HELP strata_client_calls_total Calls sent, by transport.")
+	fmt.Fprintln(w, "# TYPE strata_client_calls_total counter")
+	fmt.Fprintf(w, "strata_client_calls_total{transport=\"tcp\"} %d\n", st.TCPCalls)
+	fmt.Fprintf(w, "strata_client_calls_total{transport=\"rdma\"} %d\n", st.RDMACalls)
+	fmt.Fprintln(w, "# HELP strata_client_rdma_fallbacks_total Connections that tried RDMA and use TCP.")
+	fmt.Fprintln(w, "# TYPE strata_client_rdma_fallbacks_total counter")
+	fmt.Fprintf(w, "strata_client_rdma_fallbacks_total %d\n", st.RDMAFallbacks)
+	fmt.Fprintln(w, "# HELP strata_client_rdma_registered_bytes Memory registered for RDMA now.")
+	fmt.Fprintln(w, "# TYPE strata_client_rdma_registered_bytes gauge")
+	fmt.Fprintf(w, "strata_client_rdma_registered_bytes %d\n", st.RDMAMemory)
 }

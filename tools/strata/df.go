@@ -202,6 +202,8 @@ type targetJSON struct {
 	UUID   string `json:"uuid,omitempty"`
 	Addr   string `json:"addr,omitempty"`
 	Active bool   `json:"active"`
+	// OSTs: how this client reaches the OSS (tcp, rdma; "" before use).
+	Transport string `json:"transport,omitempty"`
 	// MDTs: the owning MDS (its address), the owner epoch, the lease left
 	// and the state: serving, recovering or down.
 	Owner       string `json:"owner,omitempty"`
@@ -234,7 +236,7 @@ func newTargetListCmd(kind string) *cobra.Command {
 				var list []targetJSON
 				if kind == "ost" {
 					for _, o := range t.OSTs {
-						list = append(list, targetJSON{Index: o.Index, UUID: o.UUID, Addr: o.Addr, Active: o.Active})
+						list = append(list, targetJSON{Index: o.Index, UUID: o.UUID, Addr: o.Addr, Active: o.Active, Transport: o.Transport})
 					}
 				} else {
 					for _, d := range t.MDTs {
