@@ -133,9 +133,11 @@ func (s *Service) recoverMDTs(ctx context.Context, mdts []uint32) error {
 	o.mu.Lock()
 	for _, id := range sessions {
 		if ss := o.sessions[id]; ss != nil {
-			// Known and live here: it replays to this MDS when its
-			// next request finds a new instance... or has nothing
-			// here to replay; do not hold the window for it.
+			// Known and live here: its lease stays as it is, but it
+			// may hold opens and locks of the MDTs just taken, which
+			// it replays when it sees their new epoch (at its next
+			// request or renewal); the window waits for it too.
+			waiting = append(waiting, id)
 			continue
 		}
 		o.sessions[id] = &session{id: id, clientID: recs[id].ClientID, expires: deadline, handles: map[uint64]struct{}{},
