@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -125,6 +126,33 @@ func TestCLIContract(t *testing.T) {
 			if o.Transport != "tcp" { // no RDMA device here: the fallback
 				t.Errorf("OST %d reached over %q, want tcp", o.Index, o.Transport)
 			}
+		}
+	})
+
+	t.Run("bench", func(t *testing.T) {
+		var doc struct {
+			Results []struct {
+				Name  string  `json:"name"`
+				Value float64 `json:"value"`
+				Unit  string  `json:"unit"`
+				Count int64   `json:"count"`
+			} `json:"results"`
+		}
+		out := mustStrata(t, "bench", "--json", "--big-file-size", "4M", "--small-files", "5", "--meta-ops", "20", "--threads", "2", c.mnt)
+		if err := json.Unmarshal([]byte(out), &doc); err != nil {
+			t.Fatalf("bench --json: %v: %s", err, out)
+		}
+		want := []string{"big file write", "big file read", "small file write", "small file read", "create", "stat", "readdir", "unlink"}
+		if len(doc.Results) != len(want) {
+			t.Fatalf("bench results %+v, want %v", doc.Results, want)
+		}
+		for i, r := range doc.Results {
+			if r.Name != want[i] || r.Value <= 0 || r.Count <= 0 {
+				t.Errorf("bench result %d = %+v, want %s with a rate", i, r, want[i])
+			}
+		}
+		if ents, _ := os.ReadDir(c.mnt); slices.ContainsFunc(ents, func(e os.DirEntry) bool { return strings.HasPrefix(e.Name(), "strata-bench-") }) {
+			t.Error("bench left its directory behind")
 		}
 	})
 

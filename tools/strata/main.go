@@ -71,7 +71,7 @@ Start a local filesystem with "strata up"; run "strata COMMAND --help" for a ver
 		newMountCmd(), newUmountCmd(),
 		newSetstripeCmd(), newGetstripeCmd(), newDfCmd(), newOstsCmd(),
 		newMkdirCmd(), newGetdirstripeCmd(), newMdtsCmd(),
-		newVersionCmd(), newRDMACmd(), newFsckCmd(), newEvictCmd(), newMDTAdminCmd(),
+		newVersionCmd(), newRDMACmd(), newFsckCmd(), newEvictCmd(), newMDTAdminCmd(), newBenchCmd(),
 	)
 	return root
 }
