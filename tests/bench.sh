@@ -2,19 +2,28 @@
 # Benchmarks through a real mount next to the local disk, in one run:
 #  - 1 GiB sequential write and cold read with fio, buffered and O_DIRECT,
 #    on a 4-way striped directory of a local 4-OSS cluster vs a local directory;
-#  - create/stat/unlink of 10,000 files (tests/mdbench) on both.
-# Prints each figure and its ratio to the local-disk baseline.
-# Env: STRATA_BIN (default bin/strata), SIZE (default 1g), FILES (default 10000).
+#  - create/stat/unlink of 10,000 files (tests/mdbench) on both;
+#  - strata bench (2 threads: big files, small files, create/stat/readdir/unlink)
+#    on the local disk, on the FUSE ceiling (tests/fuseceiling: a passthrough
+#    FUSE mount of tmpfs with the kernel's caches on for a day) and on Strata.
+# Prints each figure and its ratio to the baselines of the same run.
+# Env: STRATA_BIN (default bin/strata), SIZE (default 1g), FILES (default 10000),
+# BIG (strata bench file size, default 512M), META (files per thread, 10000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${STRATA_BIN:-bin/strata}
 SIZE=${SIZE:-1g}
 FILES=${FILES:-10000}
+BIG=${BIG:-512M}
+META=${META:-10000}
 work=$(mktemp -d /var/tmp/strata-bench.XXXXXX)
+shm=$(mktemp -d /dev/shm/strata-ceiling.XXXXXX)
 up_pid=""
+ceil_pid=""
 cleanup() {
+  if [ -n "$ceil_pid" ]; then kill -INT "$ceil_pid" 2>/dev/null || true; wait "$ceil_pid" 2>/dev/null || true; fi
   if [ -n "$up_pid" ]; then kill -INT "$up_pid" 2>/dev/null || true; wait "$up_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
+  rm -rf "$work" "$shm"
 }
 trap cleanup EXIT
 command -v fio >/dev/null || { echo "bench: fio not installed (apt-get install fio)" >&2; exit 1; }
@@ -56,4 +65,25 @@ import json, sys
 local = json.load(open(sys.argv[1])); strata = json.load(open(sys.argv[2]))
 for l, s in zip(local, strata):
     print("%-28s %8.0f op/s %8.0f op/s %8.2f" % ("%s %d files" % (l["phase"], l["files"]), l["ops_per_sec"], s["ops_per_sec"], s["ops_per_sec"] / l["ops_per_sec"]))
+PY
+
+# strata bench on the local disk, the FUSE ceiling and Strata, side by side.
+go build -o "$work/fuseceiling" ./tests/fuseceiling
+mkdir -p "$work/ceiling"
+"$work/fuseceiling" "$shm" "$work/ceiling" >"$work/ceiling.out" 2>&1 &
+ceil_pid=$!
+for _ in $(seq 1 100); do grep -q '^ready' "$work/ceiling.out" && break; sleep 0.1; done
+bench() { "$BIN" bench --json --threads 2 --big-file-size "$BIG" --small-files 1000 --meta-ops "$META" "$1" 2>/dev/null; }
+bench "$work/local" >"$work/b.local"
+bench "$work/ceiling" >"$work/b.ceiling"
+bench "$work/mnt/bench" >"$work/b.strata"
+echo
+python3 - "$work/b.local" "$work/b.ceiling" "$work/b.strata" <<'PY'
+import json, sys
+local, ceil, strata = (json.load(open(p))["results"] for p in sys.argv[1:4])
+print("%-18s %14s %14s %14s %10s %10s" % ("strata bench x2", "local disk", "FUSE ceiling", "strata", "/ceiling", "/disk"))
+for l, c, s in zip(local, ceil, strata):
+    print("%-18s %10.0f %-3s %10.0f %-3s %10.0f %-3s %10.2f %10.2f" % (s["name"], l["value"], "", c["value"], "", s["value"], "",
+          s["value"] / c["value"], s["value"] / l["value"]))
+print("(units: %s)" % ", ".join("%s %s" % (r["name"], r["unit"]) for r in strata))
 PY
