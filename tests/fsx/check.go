@@ -84,9 +84,9 @@ func (e *engine) peerCheck(op *Op, full bool) error {
 	if e.peerFd >= 0 {
 		return e.compareFd(e.peerFd, "peer", e.windows(op, full))
 	}
-	fd, err := openRetry(e.cfg.Peer, unix.O_RDONLY, 0)
+	fd, err := openRetry(e.peerPath(), unix.O_RDONLY, 0)
 	if err != nil {
-		return fmt.Errorf("peer open %s: %w", e.cfg.Peer, err)
+		return fmt.Errorf("peer open %s: %w", e.peerPath(), err)
 	}
 	defer unix.Close(fd)
 	return e.compareFd(fd, "peer", []window{{0, e.m.size()}})

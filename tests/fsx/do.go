@@ -36,13 +36,21 @@ func (e *engine) setup() error {
 	if n, err := preadFull(e.srcFd, got, 0); err != nil || n != len(got) || string(got) != string(e.src) {
 		return fmt.Errorf("source file reads back wrong (%d of %d bytes, err %v)", n, len(got), err)
 	}
-	if e.fd, err = openRetry(e.cfg.Path, unix.O_RDWR|unix.O_CREAT|unix.O_TRUNC, 0o644); err != nil {
-		return fmt.Errorf("create %s: %w", e.cfg.Path, err)
+	if e.fd, err = openRetry(e.path(), unix.O_RDWR|unix.O_CREAT|unix.O_TRUNC, 0o644); err != nil {
+		return fmt.Errorf("create %s: %w", e.path(), err)
 	}
-	if e.cfg.Peer != "" && e.cfg.PeerEveryStep {
-		if e.peerFd, err = openRetry(e.cfg.Peer, unix.O_RDONLY, 0); err != nil {
-			return fmt.Errorf("open on the peer %s: %w", e.cfg.Peer, err)
-		}
+	return e.openPeer()
+}
+
+// openPeer opens the current file on the peer, for a peer that checks
+// after every step.
+func (e *engine) openPeer() error {
+	if e.cfg.Peer == "" || !e.cfg.PeerEveryStep {
+		return nil
+	}
+	var err error
+	if e.peerFd, err = openRetry(e.peerPath(), unix.O_RDONLY, 0); err != nil {
+		return fmt.Errorf("open on the peer %s: %w", e.peerPath(), err)
 	}
 	return nil
 }
@@ -104,11 +112,13 @@ func (e *engine) do(op *Op) error {
 				return err
 			}
 		}
-		fd, err := openRetry(e.cfg.Path, unix.O_RDWR, 0)
+		fd, err := openRetry(e.path(), unix.O_RDWR, 0)
 		if err != nil {
 			return fmt.Errorf("reopen: %w", err)
 		}
 		e.fd = fd
+	case Recreate:
+		return e.recreate(op)
 	case Fsync:
 		sync := unix.Fsync
 		if op.Mode == 1 {
@@ -119,6 +129,34 @@ func (e *engine) do(op *Op) error {
 		}
 	}
 	return nil
+}
+
+// recreate closes the file (the peer checks it then, as after any close),
+// unlinks it and creates the next one, empty.
+func (e *engine) recreate(op *Op) error {
+	if err := closeFd(&e.fd); err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	if e.cfg.Peer != "" && !e.cfg.PeerEveryStep {
+		if err := e.peerCheck(op, true); err != nil {
+			return err
+		}
+	}
+	if err := closeFd(&e.peerFd); err != nil {
+		return fmt.Errorf("peer close: %w", err)
+	}
+	if err := retry(func() error { return unix.Unlink(e.path()) }); err != nil {
+		return fmt.Errorf("unlink %s: %w", e.path(), err)
+	}
+	e.fileNo++
+	op.Mode = uint32(e.fileNo)
+	fd, err := openRetry(e.path(), unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", e.path(), err)
+	}
+	e.fd = fd
+	e.m.truncate(0)
+	return e.openPeer()
 }
 
 // mapWrite stores the step's pattern through a shared mapping, extending

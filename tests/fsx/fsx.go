@@ -41,7 +41,9 @@ type Config struct {
 	Seed int64
 	// Ops is the number of steps.
 	Ops int
-	// Path is the file under test; it is created or truncated.
+	// Path is the file under test; it is created or truncated. Each
+	// Recreate unlinks the current file and creates the next, Path.1,
+	// Path.2 and so on.
 	Path string
 	// SourcePath is the file copy_file_range copies from; it is created
 	// with SourceSize seeded random bytes and never changed.
@@ -56,7 +58,8 @@ type Config struct {
 	// StripeSize, when set, makes a third of the offsets fall near a
 	// multiple of it, so that operations cross stripe boundaries.
 	StripeSize int64
-	// Peer, when set, is the same file seen through another client.
+	// Peer, when set, is Path seen through another client (the engine
+	// follows it to Peer.1 and so on as it does Path).
 	Peer string
 	// PeerEveryStep makes the peer check the file after every step (what
 	// strict consistency promises); otherwise it checks after each close
@@ -125,6 +128,7 @@ type engine struct {
 	fd      int
 	srcFd   int
 	peerFd  int // strict peer's descriptor, or -1
+	fileNo  int // how many times the file was recreated
 	hist    []Op
 	stats   Stats
 	allowed map[string]bool
@@ -132,7 +136,7 @@ type engine struct {
 	stalled atomic.Bool
 }
 
-// Run exercises cfg.Path for cfg.Ops steps. It returns the run's counts
+// Run exercises cfg.Path (and its successors) for cfg.Ops steps. It returns the run's counts
 // and, on the first disagreement with the model, a *Failure.
 func Run(cfg Config) (Stats, error) {
 	cfg.defaults()
@@ -151,6 +155,18 @@ func Run(cfg Config) (Stats, error) {
 	}
 	slices.Sort(e.stats.Absent)
 	return e.stats, err
+}
+
+// path is the current file under test; peerPath the same on the peer.
+func (e *engine) path() string     { return numbered(e.cfg.Path, e.fileNo) }
+func (e *engine) peerPath() string { return numbered(e.cfg.Peer, e.fileNo) }
+
+// numbered is path for file 0 and path.N for file N.
+func numbered(path string, n int) string {
+	if n == 0 {
+		return path
+	}
+	return fmt.Sprintf("%s.%d", path, n)
 }
 
 func (c *Config) defaults() {
@@ -218,7 +234,7 @@ func (e *engine) step(op *Op) error {
 		}
 	})
 	err := e.do(op)
-	full := op.Step%e.cfg.FullCheckEvery == 0 || op.Kind == Reopen
+	full := op.Step%e.cfg.FullCheckEvery == 0 || op.Kind == Reopen || op.Kind == Recreate
 	if err == nil {
 		err = e.check(op, full)
 	}

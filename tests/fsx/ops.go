@@ -22,10 +22,11 @@ const (
 	CopyWithin             // copy_file_range(2) between disjoint ranges of the file
 	Reopen                 // close(2) and open(2) again
 	Fsync                  // fsync(2) or fdatasync(2)
+	Recreate               // close(2), unlink(2), and create a new file
 	numKinds
 )
 
-var kindNames = [numKinds]string{"read", "write", "mapread", "mapwrite", "truncate", "fallocate", "copyfrom", "copywithin", "reopen", "fsync"}
+var kindNames = [numKinds]string{"read", "write", "mapread", "mapwrite", "truncate", "fallocate", "copyfrom", "copywithin", "reopen", "fsync", "recreate"}
 
 // String names the kind as reports and flags spell it.
 func (k Kind) String() string {
@@ -35,8 +36,11 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", int(k))
 }
 
-// weights are the relative frequencies of the kinds, roughly fsx's.
-var weights = [numKinds]int{Read: 14, Write: 18, MapRead: 8, MapWrite: 8, Truncate: 7, Fallocate: 12, CopyFrom: 6, CopyWithin: 6, Reopen: 4, Fsync: 4}
+// weights are the relative frequencies of the kinds, roughly fsx's. fsx
+// keeps one file for the whole run; Recreate starts a new one now and then,
+// because a file's first moments (data written but never yet synced or
+// closed) are a state of their own.
+var weights = [numKinds]int{Read: 14, Write: 18, MapRead: 8, MapWrite: 8, Truncate: 7, Fallocate: 12, CopyFrom: 6, CopyWithin: 6, Reopen: 4, Fsync: 4, Recreate: 2}
 
 // fallocModes are the fallocate(2) modes exercised, each reported absent on
 // its own when the mount answers EOPNOTSUPP and fallocate may be missing.
@@ -72,7 +76,7 @@ type Op struct {
 	Off    int64  // file offset (destination of a copy)
 	Len    int64  // bytes asked for (new size for Truncate)
 	SrcOff int64  // source offset of a copy
-	Mode   uint32 // fallocate mode; 1 for the fdatasync variant of Fsync
+	Mode   uint32 // fallocate mode; 1 for the fdatasync variant of Fsync; the file's number for Recreate
 	Size   int64  // model size before the step
 	Result string // what happened, for the report
 }
@@ -93,6 +97,8 @@ func (o Op) String() string {
 		if o.Mode == 1 {
 			s += " fdatasync"
 		}
+	case Recreate:
+		s += fmt.Sprintf(" -> file #%d", o.Mode)
 	}
 	s += fmt.Sprintf("  [size %#x]", o.Size)
 	if o.Result != "" {
