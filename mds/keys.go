@@ -63,6 +63,11 @@ import (
 //	                                 checks read each other's directories
 //	                                 conflict (snapshot isolation protects
 //	                                 nothing a transaction only reads)
+//	P 'P' name                    -> poolRecord: an OST pool and its
+//	                                 members (each member's ostRecord also
+//	                                 names the pool, for the allocator);
+//	                                 adding and removing members writes it,
+//	                                 so destroying a pool conflicts with them
 //
 // Inode numbers carry their MDT in the high 16 bits and a per-MDT sequence
 // in the low 48; the root is MDT 0, sequence 1.
@@ -88,6 +93,7 @@ const (
 	tagReply    = 'r'
 	tagTruncate = 'T'
 	tagFS       = 'F'
+	tagPool     = 'P'
 )
 
 // RootIno is the inode number of the filesystem root (MDT 0, sequence 1).
@@ -308,4 +314,21 @@ func (k keys) destroyID(key []byte) (uint64, uint32, error) {
 		return 0, 0, fmt.Errorf("mds: bad destroy key %q", key)
 	}
 	return binary.BigEndian.Uint64(key[n:]), binary.BigEndian.Uint32(key[n+8:]), nil
+}
+
+// pool is the key of an OST pool record.
+func (k keys) pool(name string) []byte {
+	return append(k.tagged(tagPool, len(name)), name...)
+}
+
+// poolRange covers every pool record.
+func (k keys) poolRange() ([]byte, []byte) { return rangeOf(k.tagged(tagPool, 0)) }
+
+// poolName returns the name a pool key holds.
+func (k keys) poolName(key []byte) (string, error) {
+	n := len(k.prefix) + 1
+	if len(key) <= n || key[len(k.prefix)] != tagPool {
+		return "", fmt.Errorf("mds: bad pool key %q", key)
+	}
+	return string(key[n:]), nil
 }

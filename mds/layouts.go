@@ -160,6 +160,9 @@ func (s *Service) SetLayout(ctx context.Context, req *proto.SetLayoutReq) (*prot
 		if !isOwner(&req.Cred, in) && !permits(&req.Cred, in, mayWrite) {
 			return fmt.Errorf("mds: setstripe %#x by uid %d: %w", in.Ino, req.Cred.Uid, syscall.EACCES)
 		}
+		if err := t.checkSpecPools(&req.Spec); err != nil {
+			return err
+		}
 		switch {
 		case in.isDir():
 			in.DirLayout = nil

@@ -193,6 +193,7 @@ func (s *Service) Register(srv *rpc.Server) {
 	serveEmpty(s, srv, proto.OpOSSHeartbeat, s.OSSHeartbeat)
 
 	serve(s, srv, proto.OpFsck, s.Fsck)
+	serve(s, srv, proto.OpPool, s.Pool)
 }
 
 // serve registers a method answering a request with a reply body. Requests

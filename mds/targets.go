@@ -385,7 +385,11 @@ func (s *Service) Targets(ctx context.Context, _ *proto.TargetsReq) (*proto.Targ
 			}
 		}
 	}
-	return &proto.TargetsResp{FSName: s.fs.FSName, OSTs: s.targets.list(s.now()), MDTs: mdts}, nil
+	pools, err := s.pools(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &proto.TargetsResp{FSName: s.fs.FSName, OSTs: s.targets.list(s.now()), MDTs: mdts, Pools: pools}, nil
 }
 
 // Statfs sums the OSTs' space and the MDTs' inodes.

@@ -66,6 +66,7 @@ const (
 
 	// Administration.
 	OpFsck uint16 = 190 // FsckReq -> FsckResp (one page of strata fsck)
+	OpPool uint16 = 191 // PoolReq -> PoolResp (strata pool create|add|remove|destroy|list)
 
 	// OSS object operations (client or MDS to OSS).
 	OpObjWrite   uint16 = 200 // ObjWriteReq + bulk -> ObjWriteResp

@@ -187,6 +187,8 @@ type TargetsResp struct {
 	FSName string     `msgpack:"f"`
 	OSTs   []OST      `msgpack:"o"`
 	MDTs   []MDTUsage `msgpack:"m"`
+	// Pools lists the OST pools, empty ones included.
+	Pools []Pool `msgpack:"p,omitempty"`
 }
 
 // MDTUsage is one MDT's usage for df.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -44,8 +45,9 @@ func targetName(fsname, kind string, index uint32) string {
 	return fmt.Sprintf("%s-OST%04x", fsname, index)
 }
 
-func buildDf(mnt string, t *proto.TargetsResp) dfDoc {
+func buildDf(mnt string, t *proto.TargetsResp, pool string) dfDoc {
 	d := dfDoc{Mount: mnt, FSName: t.FSName, Targets: []dfTarget{}}
+	_, pool = splitPoolName(pool)
 	for _, m := range t.MDTs {
 		d.Targets = append(d.Targets, dfTarget{Name: targetName(t.FSName, "mdt", m.Index), Kind: "mdt", Index: m.Index,
 			Total: m.Total, Used: m.Used, Avail: m.Avail, Files: m.Files, FFree: m.FFree})
@@ -53,6 +55,9 @@ func buildDf(mnt string, t *proto.TargetsResp) dfDoc {
 		d.FFree += m.FFree
 	}
 	for _, o := range t.OSTs {
+		if pool != "" && !slices.Contains(o.Pools, pool) {
+			continue
+		}
 		d.Targets = append(d.Targets, dfTarget{Name: targetName(t.FSName, "ost", o.Index), Kind: "ost", Index: o.Index,
 			Total: o.Total, Used: o.Used, Avail: o.Avail, Files: o.Files, FFree: o.FFree})
 		d.Total += o.Total
@@ -104,6 +109,7 @@ func mountTargets(verb string, paths []string) ([]mountedTargets, error) {
 
 func newDfCmd() *cobra.Command {
 	var human, inodes, asJSON bool
+	var pool string
 	cmd := &cobra.Command{
 		Use:   "df [-h] [-i] [--json] [MNT]",
 		Short: "Show space or inode usage per MDT and OST",
@@ -117,7 +123,10 @@ the one at MNT), then the filesystem summary, as lfs df does.`,
 			}
 			var docs []dfDoc
 			for _, m := range all {
-				docs = append(docs, buildDf(m.mnt, &m.targets))
+				if pool != "" && !hasPool(&m.targets, pool) {
+					return fail("df", m.mnt, fmt.Errorf("no pool %q", pool))
+				}
+				docs = append(docs, buildDf(m.mnt, &m.targets, pool))
 			}
 			if asJSON {
 				enc := json.NewEncoder(os.Stdout)
@@ -136,8 +145,15 @@ the one at MNT), then the filesystem summary, as lfs df does.`,
 	cmd.Flags().BoolVarP(&human, "human-readable", "h", false, "print sizes in powers of 1024 (K, M, G)")
 	cmd.Flags().BoolVarP(&inodes, "inodes", "i", false, "show inode usage")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().StringVarP(&pool, "pool", "p", "", "show only the OSTs of pool [FSNAME.]POOL (and the MDTs)")
 	cmd.Flags().Bool("help", false, "help for df")
 	return cmd
+}
+
+// hasPool reports whether the filesystem has pool [FSNAME.]POOL.
+func hasPool(t *proto.TargetsResp, pool string) bool {
+	_, name := splitPoolName(pool)
+	return slices.ContainsFunc(t.Pools, func(p proto.Pool) bool { return p.Name == name })
 }
 
 func printDf(w io.Writer, d dfDoc, human, inodes bool) {

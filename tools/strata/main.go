@@ -71,7 +71,8 @@ Start a local filesystem with "strata up"; run "strata COMMAND --help" for a ver
 		newMountCmd(), newUmountCmd(),
 		newSetstripeCmd(), newGetstripeCmd(), newDfCmd(), newOstsCmd(),
 		newMkdirCmd(), newGetdirstripeCmd(), newMdtsCmd(),
-		newVersionCmd(), newRDMACmd(), newFsckCmd(), newEvictCmd(), newMDTAdminCmd(), newBenchCmd(),
+		newVersionCmd(), newRDMACmd(), newFsckCmd(), newEvictCmd(), newMDTAdminCmd(),
+		newPoolCmd(), newBenchCmd(),
 	)
 	return root
 }
