@@ -77,10 +77,15 @@ type Component struct {
 }
 
 // Layout is a file's instantiated layout. Gen increases whenever the layout
-// changes (setstripe on an empty file, migrate).
+// changes (setstripe on an empty file, migrate, HSM release and restore).
 type Layout struct {
 	Gen        uint32      `msgpack:"g"`
 	Components []Component `msgpack:"c"`
+	// Released marks the layout of a file whose data HSM moved to an
+	// archive (Lustre's LOV_PATTERN_F_RELEASED): the components keep
+	// their stripe count, size and pool but hold no objects, and the
+	// data must be restored before it can be read (see released.go).
+	Released bool `msgpack:"r,omitempty" json:",omitempty"`
 }
 
 // ComponentSpec is a requested component before objects are allocated.

@@ -214,7 +214,7 @@ func (l *Layout) Validate() error {
 			return fmt.Errorf("layout: component %d stripe size %d: %w", i, c.StripeSize, ErrStripeSize)
 		case c.End != EOF && c.End%c.StripeSize != 0:
 			return fmt.Errorf("layout: component %d end %d not a multiple of its stripe size: %w", i, c.End, ErrExtent)
-		case c.StripeCount == 0 || c.StripeCount > MaxStripeCount || int(c.StripeCount) != len(c.Objects):
+		case c.StripeCount == 0 || c.StripeCount > MaxStripeCount || int(c.StripeCount) != len(c.Objects) && !(l.Released && len(c.Objects) == 0):
 			return fmt.Errorf("layout: component %d has stripe count %d and %d objects: %w",
 				i, c.StripeCount, len(c.Objects), ErrStripeCount)
 		case c.Pattern != PatternRAID0:

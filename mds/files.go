@@ -172,6 +172,9 @@ func (s *Service) open1(ctx context.Context, req *proto.OpenReq, op uint16) (*pr
 		if err := need(&req.Cred, in, mask, "open"); err != nil {
 			return err
 		}
+		if write && in.hsmWriteOpen() {
+			t.put(in)
+		}
 		resp.Attr, resp.Layout = in.attr(), *in.Layout
 		resp.Cap = s.capabilityOf(in, rights)
 		resp.Handle = h.id
@@ -428,6 +431,7 @@ func (t *mtx) mergeWrite(in *inode, size uint64, mtime int64, uid uint32, epoch 
 	}
 	in.Mtime = mtime
 	in.DataVersion++
+	in.hsmDataChanged()
 	if uid != 0 {
 		killPrivs(in)
 	}

@@ -229,6 +229,15 @@ func referenced(ctx context.Context, t *mtx, o proto.ObjRef) (bool, error) {
 			}
 		}
 	}
+	// A restore in progress fills objects its file's layout does not
+	// hold yet.
+	if act, err := t.hsmAction(o.ID.Ino); err != nil {
+		return false, err
+	} else if act != nil && act.Layout != nil && slices.ContainsFunc(layoutObjects(act.Layout), func(q proto.ObjRef) bool {
+		return q.OST == o.OST && q.ID == o.ID
+	}) {
+		return true, nil
+	}
 	queued := false
 	var derr error
 	start, end := t.k.destroysOf(o.ID.Ino)

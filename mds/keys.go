@@ -56,6 +56,13 @@ import (
 //	                                 slots and its reply, written in the
 //	                                 transaction of the request (see
 //	                                 proto.ReqTag)
+//	P 'A' ino(u64)                -> hsmActionRecord: the HSM action
+//	                                 queued or running for a file (one at
+//	                                 a time); the coordinator's queue is
+//	                                 this range, so it outlives any MDS;
+//	                                 queuing and finishing an action both
+//	                                 write it and the inode (hsm.go)
+//	P 'G' agent(u64)              -> hsmAgentRecord: a registered copytool
 //	P 'L'                         -> i64 BE unix nanoseconds: the rename
 //	                                 lock (Lustre's big rename lock), written
 //	                                 by every move of a directory to another
@@ -92,6 +99,8 @@ const (
 	tagHandle   = 'H'
 	tagReply    = 'r'
 	tagTruncate = 'T'
+	tagHsmQueue = 'A'
+	tagHsmAgent = 'G'
 	tagFS       = 'F'
 	tagPool     = 'P'
 )
@@ -331,4 +340,35 @@ func (k keys) poolName(key []byte) (string, error) {
 		return "", fmt.Errorf("mds: bad pool key %q", key)
 	}
 	return string(key[n:]), nil
+}
+
+// hsmAction is the key of the HSM action queued or running for ino.
+func (k keys) hsmAction(ino uint64) []byte {
+	return binary.BigEndian.AppendUint64(k.tagged(tagHsmQueue, 8), ino)
+}
+
+// hsmQueueRange covers the whole HSM action queue.
+func (k keys) hsmQueueRange() ([]byte, []byte) { return rangeOf(k.tagged(tagHsmQueue, 0)) }
+
+// hsmAgent is the key of a registered HSM agent.
+func (k keys) hsmAgent(id uint64) []byte {
+	return binary.BigEndian.AppendUint64(k.tagged(tagHsmAgent, 8), id)
+}
+
+// hsmAgentRange covers every registered HSM agent.
+func (k keys) hsmAgentRange() ([]byte, []byte) { return rangeOf(k.tagged(tagHsmAgent, 0)) }
+
+// mdtInodeRange covers the inode records of one MDT after inode after (0:
+// from its first).
+func (k keys) mdtInodeRange(mdt uint32, after uint64) ([]byte, []byte) {
+	start := k.inode(makeIno(mdt, 0))
+	if after != 0 {
+		start = append(k.inode(after), 0)
+	}
+	end := k.tagged(tagInode, 8)
+	if mdt == maxMDT {
+		_, end = rangeOf(end)
+		return start, end
+	}
+	return start, binary.BigEndian.AppendUint64(end, makeIno(mdt+1, 0))
 }

@@ -88,6 +88,9 @@ type inode struct {
 	// lost on its OST from a stripe never written (see written.go).
 	Written []byte `msgpack:"w,omitempty"`
 
+	// HSM is the file's HSM state (hsm.go); nil for a file never archived.
+	HSM *hsmState `msgpack:"H,omitempty"`
+
 	// Symbolic links.
 	Target string `msgpack:"T,omitempty"`
 }
@@ -139,7 +142,7 @@ func (i *inode) isSymlink() bool { return i.Mode&proto.ModeType == proto.ModeSym
 
 // attr converts the record to wire attributes.
 func (i *inode) attr() proto.Attr {
-	return proto.Attr{
+	a := proto.Attr{
 		Ino:         i.Ino,
 		Mode:        i.Mode,
 		Nlink:       i.Nlink,
@@ -154,6 +157,12 @@ func (i *inode) attr() proto.Attr {
 		DataVersion: i.DataVersion,
 		Flags:       i.Flags,
 	}
+	if i.released() {
+		// The data is in the archive: nothing allocated on the OSTs.
+		a.Flags |= proto.AttrFlagReleased
+		a.Blocks = 0
+	}
+	return a
 }
 
 // objects lists every object of a file's layout, for the destroy queue.

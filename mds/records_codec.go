@@ -29,7 +29,7 @@ func (in *inode) EncodeMsgpack(e *msgpack.Encoder) error {
 	n := 7 // mode, uid, gid, nlink and the three times are always present
 	for _, present := range [...]bool{in.Size != 0, in.Rdev != 0, in.Flags != 0, len(in.ACL) > 0, in.Parent != 0,
 		hasDirLayout, len(in.DefACL) > 0, in.Layout != nil, in.NextObjSeq != 0, in.DataVersion != 0, in.TruncEpoch != 0,
-		len(in.Written) > 0, in.Target != ""} {
+		len(in.Written) > 0, in.HSM != nil, in.Target != ""} {
 		if present {
 			n++
 		}
@@ -78,6 +78,9 @@ func (in *inode) EncodeMsgpack(e *msgpack.Encoder) error {
 	}
 	if len(in.Written) > 0 {
 		w.value("w", in.Written)
+	}
+	if in.HSM != nil {
+		w.value("H", in.HSM)
 	}
 	if in.Target != "" {
 		w.key("T")
@@ -185,6 +188,8 @@ func (in *inode) decodeFields(d *msgpack.Decoder, skipLayout bool) error {
 			in.TruncEpoch, err = d.DecodeUint64()
 		case "w":
 			in.Written, err = d.DecodeBytes()
+		case "H":
+			err = d.Decode(&in.HSM)
 		case "T":
 			in.Target, err = d.DecodeString()
 		default:

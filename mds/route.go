@@ -72,6 +72,21 @@ func routeIno(req any) (uint64, bool) {
 		return r.Ino, true
 	case *proto.UnlockReq:
 		return r.Ino, r.Ino != 0
+	case *proto.HsmStateReq:
+		return r.Ino, true
+	case *proto.HsmRequestReq:
+		return r.Ino, true
+	case *proto.HsmImportReq:
+		return r.Parent, true
+	case *proto.HsmStartReq:
+		return r.Ino, true
+	case *proto.HsmProgressReq:
+		return r.Ino, true
+	case *proto.HsmCompleteReq:
+		return r.Ino, true
+	case *proto.HsmRegisterReq, *proto.HsmClaimReq:
+		// The coordinator: the MDS that owns MDT0.
+		return RootIno, true
 	}
 	return 0, false
 }

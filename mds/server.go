@@ -45,6 +45,9 @@ type Config struct {
 	// OnServe, if set, is called with the rpc server once it serves (to
 	// export its counters as metrics).
 	OnServe func(*rpc.Server)
+	// HsmTimeout is how long an HSM action may go without a progress
+	// report before another agent gets it; 0 means DefaultHsmTimeout.
+	HsmTimeout time.Duration
 }
 
 // Run serves the metadata service until ctx ends. It refuses a store
@@ -78,6 +81,8 @@ func Serve(ctx context.Context, db *kv.DB, cfg Config) error {
 		Lease:    cfg.Lease,
 		Logger:   log,
 		KVDir:    embeddedDir(cfg.KV),
+
+		HsmTimeout: cfg.HsmTimeout,
 	})
 	if err != nil {
 		return err
@@ -193,6 +198,17 @@ func (s *Service) Register(srv *rpc.Server) {
 	serveEmpty(s, srv, proto.OpOSSHeartbeat, s.OSSHeartbeat)
 
 	serve(s, srv, proto.OpFsck, s.Fsck)
+
+	serve(s, srv, proto.OpHsmState, s.HsmState)
+	serve(s, srv, proto.OpHsmRequest, s.HsmRequest)
+	serve(s, srv, proto.OpHsmImport, s.HsmImport)
+	serve(s, srv, proto.OpHsmScan, s.HsmScan)
+	serve(s, srv, proto.OpHsmRegister, s.HsmRegister)
+	serve(s, srv, proto.OpHsmClaim, s.HsmClaim)
+	serve(s, srv, proto.OpHsmStart, s.HsmStart)
+	serve(s, srv, proto.OpHsmProgress, s.HsmProgress)
+	serveEmpty(s, srv, proto.OpHsmComplete, s.HsmComplete)
+	serve(s, srv, proto.OpHsmList, s.HsmList)
 	serve(s, srv, proto.OpPool, s.Pool)
 }
 

@@ -61,6 +61,9 @@ type ServiceOptions struct {
 	// Addr is the address the service will serve at, if known: MDT
 	// records naming it are its predecessor's, taken back at once.
 	Addr string
+	// HsmTimeout is how long an HSM action may run without a progress
+	// report before another agent gets it; 0 means DefaultHsmTimeout.
+	HsmTimeout time.Duration
 }
 
 // Service is the metadata service: the namespace, open files, layouts and
@@ -98,6 +101,7 @@ type Service struct {
 	nextMDT  atomic.Uint64 // round robin of top-level directories
 	kick     chan struct{} // wakes the destroy worker
 	fsck     fsckRuns      // filesystem checks in progress (fsck.go)
+	hsm      hsmCoordinator
 }
 
 // NewService loads the filesystem's cluster record and target tables from
@@ -145,6 +149,7 @@ func NewService(ctx context.Context, db *kv.DB, opts ServiceOptions) (*Service, 
 	s.instance = rand.Uint64() | 1
 	s.start = s.now()
 	s.open.init()
+	s.hsm.init(opts.HsmTimeout)
 	addr := opts.Addr
 	if _, port, err := net.SplitHostPort(addr); err == nil && port == "0" {
 		addr = "" // a port to be chosen names no predecessor

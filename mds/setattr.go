@@ -115,6 +115,7 @@ func (s *Service) applySetattr(t *mtx, req *proto.SetattrReq, viaHandle bool) (*
 	if v&proto.SetSize != 0 {
 		if req.Size != in.Size || in.DataVersion != 0 {
 			in.DataVersion++
+			in.hsmDataChanged()
 		}
 		in.Size = req.Size
 		in.Mtime = t.now

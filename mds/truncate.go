@@ -36,6 +36,9 @@ func (s *Service) truncate(ctx context.Context, req *proto.SetattrReq, viaHandle
 	if err := s.finishTruncate(ctx, req.Ino); err != nil {
 		return nil, err
 	}
+	if released, in, err := s.hsmTruncate(ctx, req, viaHandle); released {
+		return in, err
+	}
 	// Check before touching any object, then punch, then commit
 	// (checking again: the inode may have changed meanwhile).
 	var lay *layout.Layout
@@ -150,6 +153,7 @@ func (s *Service) finishTruncate(ctx context.Context, ino uint64) error {
 		in.TruncEpoch = max(in.TruncEpoch, rec.Epoch)
 		in.Mtime = t.now
 		in.DataVersion++
+		in.hsmDataChanged()
 		t.changed(in)
 		return nil
 	})
