@@ -144,6 +144,9 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if err := f.Restore(f.c.bg); err != nil {
+		return 0, err
+	}
 	size, stale := f.sizeForRead()
 	if stale || f.strict && off+int64(len(p)) > size {
 		// Another client's extending writes are at the MDS once written
@@ -201,6 +204,9 @@ func (f *File) write(p []byte, off int64) (int64, int, error) {
 	}
 	if len(p) == 0 {
 		return off, 0, nil
+	}
+	if err := f.Restore(f.c.bg); err != nil {
+		return off, 0, err
 	}
 	in := f.in
 	in.mu.Lock()

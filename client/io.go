@@ -42,6 +42,14 @@ func putExtents(s *[]layout.Extent) { *s = (*s)[:0]; extentPool.Put(s) }
 func (f *File) transfer(ctx context.Context, write bool, p []byte, off int64, sync bool) error {
 	for attempt := 0; ; attempt++ {
 		err := f.transferOnce(ctx, write, p, off, sync)
+		if errors.Is(err, errReleased) && attempt < layoutRetries {
+			// Released under this client (it held the old layout): the
+			// data comes back first.
+			if rerr := f.Restore(ctx); rerr != nil {
+				return rerr
+			}
+			continue
+		}
 		if !errors.Is(err, errLayoutChanged) || attempt >= layoutRetries {
 			return err
 		}
@@ -54,6 +62,9 @@ func (f *File) transferOnce(ctx context.Context, write bool, p []byte, off int64
 	in.mu.Lock()
 	lay := in.lay
 	in.mu.Unlock()
+	if lay.Released {
+		return errReleased
+	}
 	exts := getExtents()
 	defer putExtents(exts)
 	*exts = lay.Map(off, int64(len(p)), (*exts)[:0])

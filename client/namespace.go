@@ -70,7 +70,14 @@ func (c *Client) Setattr(ctx context.Context, cred proto.Cred, ino uint64, req p
 		}
 	}
 	var resp proto.AttrResp
-	if err := c.mdsCall(ctx, ino, proto.OpSetattr, &req, &resp); err != nil {
+	err := c.mdsCall(ctx, ino, proto.OpSetattr, &req, &resp)
+	if errors.Is(err, syscall.ENODATA) && req.Valid&proto.SetSize != 0 {
+		// A released file: its data comes back before it is cut.
+		if err = c.Restore(ctx, ino); err == nil {
+			err = c.mdsCall(ctx, ino, proto.OpSetattr, &req, &resp)
+		}
+	}
+	if err != nil {
 		return proto.Attr{}, fmt.Errorf("client: setattr %#x: %w", ino, err)
 	}
 	if in != nil && req.Valid&proto.SetSize != 0 {

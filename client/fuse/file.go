@@ -99,6 +99,9 @@ func (fs *fileSystem) Read(cancel <-chan struct{}, in *gofuse.ReadIn, buf []byte
 	if int(in.Size) < len(buf) {
 		buf = buf[:in.Size]
 	}
+	if err := f.Restore(fs.ctx(cancel)); err != nil {
+		return nil, fs.status("read", err)
+	}
 	n, err := f.ReadAt(buf, int64(in.Offset))
 	if err != nil && err != io.EOF {
 		return nil, fs.status("read", err)
@@ -117,6 +120,9 @@ func (fs *fileSystem) Write(cancel <-chan struct{}, in *gofuse.WriteIn, data []b
 		if st := fs.killPrivsOnWrite(&in.InHeader, f); st != gofuse.OK {
 			return 0, st
 		}
+	}
+	if err := f.Restore(fs.ctx(cancel)); err != nil {
+		return 0, fs.status("write", err)
 	}
 	n, err := f.WriteAt(data, int64(in.Offset))
 	if err != nil && n == 0 {
