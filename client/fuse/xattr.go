@@ -87,6 +87,10 @@ func (fs *fileSystem) virtualXattr(cancel <-chan struct{}, ino uint64, name stri
 func (fs *fileSystem) GetXAttr(cancel <-chan struct{}, h *gofuse.InHeader, name string, dest []byte) (uint32, gofuse.Status) {
 	ino := fs.ino(h.NodeId)
 	value, virtual, err := fs.virtualXattr(cancel, ino, name)
+	if isHsmXattr(name) {
+		virtual = true
+		value, err = fs.getHsmXattr(cancel, ino, name)
+	}
 	if !virtual {
 		value, err = fs.c.Getxattr(fs.ctx(cancel), fs.cred(h), ino, name)
 	}
@@ -127,6 +131,9 @@ func (fs *fileSystem) ListXAttr(cancel <-chan struct{}, h *gofuse.InHeader, dest
 func (fs *fileSystem) SetXAttr(cancel <-chan struct{}, in *gofuse.SetXAttrIn, name string, data []byte) gofuse.Status {
 	defer fs.changed()
 	ino := fs.ino(in.NodeId)
+	if isHsmXattr(name) {
+		return fs.setHsmXattr(cancel, &in.InHeader, ino, name, data)
+	}
 	cred := fs.cred(&in.InHeader)
 	switch name {
 	case xattrLayout:
@@ -170,6 +177,9 @@ func (fs *fileSystem) SetXAttr(cancel <-chan struct{}, in *gofuse.SetXAttrIn, na
 func (fs *fileSystem) RemoveXAttr(cancel <-chan struct{}, h *gofuse.InHeader, name string) gofuse.Status {
 	defer fs.changed()
 	ino := fs.ino(h.NodeId)
+	if isHsmXattr(name) {
+		return gofuse.EPERM
+	}
 	switch name {
 	case xattrLayout:
 		_, err := fs.c.SetLayout(fs.ctx(cancel), fs.cred(h), ino, layout.Spec{})
