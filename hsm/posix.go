@@ -37,7 +37,12 @@ func (b *posixBackend) String() string { return "posix:" + b.dir }
 
 func (b *posixBackend) Root() string { return "" }
 
+// path returns the file of a key: relative to the directory, or absolute
+// for a key that is (an imported file's).
 func (b *posixBackend) path(key string) (string, error) {
+	if strings.HasPrefix(key, "/") && !strings.Contains(key, "\x00") {
+		return filepath.Clean(key), nil
+	}
 	clean := filepath.Clean("/" + key)
 	if clean == "/" || strings.Contains(key, "\x00") {
 		return "", fmt.Errorf("hsm: bad archive key %q", key)

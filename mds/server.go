@@ -210,6 +210,7 @@ func (s *Service) Register(srv *rpc.Server) {
 	serveEmpty(s, srv, proto.OpHsmComplete, s.HsmComplete)
 	serve(s, srv, proto.OpHsmList, s.HsmList)
 	serve(s, srv, proto.OpPool, s.Pool)
+	serve(s, srv, proto.OpFind, s.Find)
 }
 
 // serve registers a method answering a request with a reply body. Requests

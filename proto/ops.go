@@ -26,6 +26,7 @@ const (
 	OpRename   uint16 = 121 // RenameReq -> Empty
 	OpReaddir  uint16 = 122 // ReaddirReq -> ReaddirResp
 	OpAccess   uint16 = 123 // AccessReq -> Empty
+	OpFind     uint16 = 125 // FindReq -> FindResp (one page of strata find)
 
 	// Open files and sizes.
 	OpOpen    uint16 = 130 // OpenReq -> OpenResp

@@ -52,6 +52,7 @@ type fileSystem struct {
 	dirs       map[uint64]*dirHandle
 
 	groups groupCache
+	finds  findSearches // strata find's searches (find.go)
 }
 
 var _ gofuse.RawFileSystem = (*fileSystem)(nil)

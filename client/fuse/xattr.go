@@ -91,6 +91,10 @@ func (fs *fileSystem) GetXAttr(cancel <-chan struct{}, h *gofuse.InHeader, name 
 		virtual = true
 		value, err = fs.getHsmXattr(cancel, ino, name)
 	}
+	if isFindXattr(name) {
+		virtual = true
+		value, err = fs.getFindXattr(cancel, h, name)
+	}
 	if !virtual {
 		value, err = fs.c.Getxattr(fs.ctx(cancel), fs.cred(h), ino, name)
 	}
@@ -133,6 +137,9 @@ func (fs *fileSystem) SetXAttr(cancel <-chan struct{}, in *gofuse.SetXAttrIn, na
 	ino := fs.ino(in.NodeId)
 	if isHsmXattr(name) {
 		return fs.setHsmXattr(cancel, &in.InHeader, ino, name, data)
+	}
+	if isFindXattr(name) {
+		return fs.setFindXattr(&in.InHeader, ino, name, data)
 	}
 	cred := fs.cred(&in.InHeader)
 	switch name {
@@ -179,6 +186,10 @@ func (fs *fileSystem) RemoveXAttr(cancel <-chan struct{}, h *gofuse.InHeader, na
 	ino := fs.ino(h.NodeId)
 	if isHsmXattr(name) {
 		return gofuse.EPERM
+	}
+	if isFindXattr(name) {
+		fs.finds.drop(strings.TrimPrefix(name, xattrFindPrefix))
+		return gofuse.OK
 	}
 	switch name {
 	case xattrLayout:

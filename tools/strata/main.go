@@ -68,7 +68,7 @@ Start a local filesystem with "strata up"; run "strata COMMAND --help" for a ver
 	}
 	root.AddCommand(
 		newUpCmd(), newFormatCmd(), newMDSCmd(), newOSSCmd(),
-		newMountCmd(), newUmountCmd(),
+		newMountCmd(), newUmountCmd(), newCopytoolCmd(), newHsmCmd(),
 		newSetstripeCmd(), newGetstripeCmd(), newDfCmd(), newOstsCmd(),
 		newMkdirCmd(), newGetdirstripeCmd(), newMdtsCmd(),
 		newVersionCmd(), newRDMACmd(), newFsckCmd(), newEvictCmd(), newMDTAdminCmd(),

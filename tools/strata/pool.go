@@ -30,8 +30,9 @@ from the pool's active OSTs.
 OSTs are named by index (3, 0-3), by name (OST0003, FSNAME-OST0003_UUID) or
 Lustre's range form (OST[0-3], FSNAME-OST[0-6/2]). Changing pools talks to the
 MDS with the cluster secret, as fsck does (--config FILE, --mds ADDR with
---secret-file, ~/.strata/client.yaml or the only Strata mount); pool list
-reads through a mount when given a PATH or when no cluster is named.`
+--secret-file, --mount MNT, ~/.strata/client.yaml or the only Strata mount);
+pool list reads through a mount when given a PATH or when no cluster is
+named.`
 
 func newPoolCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -75,12 +76,17 @@ func newPoolCmd() *cobra.Command {
 		},
 	}
 	addAdminFlags(cmd)
+	cmd.Flags().String("mount", "", "the cluster of the Strata mount MNT (the client's MDS addresses and secret)")
 	return cmd
 }
 
 // callPool sends a pool request to the cluster's MDS.
 func callPool(cmd *cobra.Command, req *proto.PoolReq) (*proto.PoolResp, error) {
-	a, err := openAdmin(cmd, nil)
+	var mnt []string
+	if m, _ := cmd.Flags().GetString("mount"); m != "" {
+		mnt = []string{m}
+	}
+	a, err := openAdmin(cmd, mnt)
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +121,10 @@ func poolList(cmd *cobra.Command, args []string) error {
 	var fsname string
 	var pools []proto.Pool
 	_, pathGiven := statOK(target)
+	mnt, _ := f.GetString("mount")
+	if mnt != "" && target == "" {
+		target, pathGiven = mnt, true
+	}
 	if f.Changed("config") || f.Changed("mds") || (target != "" && !pathGiven) {
 		_, name := splitPoolName(target)
 		if !strings.Contains(target, ".") {

@@ -15,6 +15,8 @@ import (
 const (
 	xattrLayout  = "user.strata.layout"
 	xattrTargets = "user.strata.targets"
+	// xattrFindPrefix names the searches of strata find (find.go).
+	xattrFindPrefix = "user.strata.find."
 )
 
 // errNotStrata explains an xattr failure on a path outside Strata.
