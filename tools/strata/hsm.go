@@ -108,7 +108,7 @@ func newHsmActionCmd(verb string, action uint8, recurse bool) *cobra.Command {
 		use = "hsm " + verb + " [--wait] [--json] FILE|DIR..."
 	}
 	cmd := &cobra.Command{
-		Use:   strings.TrimPrefix(use, "hsm "),
+		Use: strings.TrimPrefix(use, "hsm "),
 		Short: map[string]string{"archive": "Copy files to the archive (queued; --wait waits)", "release": "Free the OST space of archived, clean files",
 			"restore": "Bring released files back (queued; --wait waits)", "remove": "Delete the archive copies of files",
 			"cancel": "Cancel the actions queued for files"}[verb],
