@@ -166,7 +166,7 @@ func (s *Service) pools(ctx context.Context) ([]proto.Pool, error) {
 			if derr = decode(v, &rec); derr != nil {
 				return false
 			}
-			out = append(out, proto.Pool{Name: name, OSTs: slices.Clone(rec.Members)})
+			out = append(out, proto.Pool{Name: name, OSTs: append([]uint32{}, rec.Members...)})
 			return true
 		})
 		return firstErr(err, derr)
