@@ -2,6 +2,7 @@ package mds
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -27,6 +28,9 @@ const DefaultHsmTimeout = 30 * time.Second
 
 // hsmClaimMax bounds the actions one claim takes.
 const hsmClaimMax = 64
+
+// errNoWork ends a claim's transaction that found nothing to claim.
+var errNoWork = errors.New("mds: no hsm action to claim")
 
 // hsmCoordinator is the in-memory part of HSM at one MDS: wake-ups of
 // requests waiting for actions, of agents waiting for work, and the
@@ -235,12 +239,17 @@ func (s *Service) HsmClaim(ctx context.Context, req *proto.HsmClaimReq) (*proto.
 				}
 				resp.Actions = append(resp.Actions, proto.HsmClaim{Ino: q.ino, Seq: q.rec.Seq, Attempt: q.rec.Attempt, Kind: q.rec.Kind})
 			}
+			if len(resp.Actions) == 0 {
+				// Commit nothing, not even the reply: the request waits
+				// and tries again under the same tag.
+				return errNoWork
+			}
 			return nil
 		}))
-		if err != nil || len(resp.Actions) > 0 {
-			if err != nil {
-				return nil, err
-			}
+		if err != nil && !errors.Is(err, errNoWork) {
+			return nil, err
+		}
+		if err == nil {
 			return &resp, nil
 		}
 		select {
