@@ -146,7 +146,7 @@ func fillAttr(out *gofuse.Attr, a *proto.Attr) {
 	out.Ino = a.Ino
 	out.Size = a.Size
 	out.Blocks = a.Blocks
-	if out.Blocks == 0 && a.Size > 0 && a.IsRegular() {
+	if out.Blocks == 0 && a.Size > 0 && a.IsRegular() && a.Flags&proto.AttrFlagReleased == 0 {
 		out.Blocks = (a.Size + 511) / 512
 	}
 	out.Atime, out.Atimensec = splitTime(a.Atime)
