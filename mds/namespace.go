@@ -509,14 +509,17 @@ func (s *Service) Readdir(ctx context.Context, req *proto.ReaddirReq) (*proto.Re
 		if scanErr != nil || !plus {
 			return scanErr
 		}
+		inos := make([]uint64, len(resp.Entries))
 		for i := range resp.Entries {
-			e := &resp.Entries[i]
-			in, err := t.inodeAttrs(e.Ino)
-			if err != nil {
-				return err
-			}
-			a := in.attr()
-			e.Mode, e.Attr = a.Mode, &a
+			inos[i] = resp.Entries[i].Ino
+		}
+		attrs, err := t.inodesAttrs(inos)
+		if err != nil {
+			return err
+		}
+		for i := range resp.Entries {
+			a := attrs[i].attr()
+			resp.Entries[i].Mode, resp.Entries[i].Attr = a.Mode, &a
 		}
 		return nil
 	})

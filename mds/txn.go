@@ -122,6 +122,46 @@ func (t *mtx) readInode(ino uint64, attrsOnly bool) (*inode, error) {
 	return in, nil
 }
 
+// inodesAttrs is inodeAttrs for many inodes, reading those not cached in
+// one batch, for readdirplus; a missing inode is ENOENT.
+func (t *mtx) inodesAttrs(inos []uint64) ([]*inode, error) {
+	out := make([]*inode, len(inos))
+	var miss []int
+	var keys [][]byte
+	for i, ino := range inos {
+		if in, ok := t.cache[ino]; ok {
+			if in == nil {
+				return nil, fmt.Errorf("mds: inode %#x: %w", ino, syscall.ENOENT)
+			}
+			out[i] = in
+			continue
+		}
+		miss = append(miss, i)
+		keys = append(keys, t.k.inode(ino))
+	}
+	if len(keys) == 0 {
+		return out, nil
+	}
+	vals, err := t.kv.BatchGet(t.ctx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("mds: read %d inodes: %w", len(keys), err)
+	}
+	for j, b := range vals {
+		ino := inos[miss[j]]
+		if b == nil {
+			return nil, fmt.Errorf("mds: inode %#x: %w", ino, syscall.ENOENT)
+		}
+		in := &inode{}
+		if err := decodeInodeAttrs(b, in); err != nil {
+			return nil, err
+		}
+		in.Ino = ino
+		t.cache[ino] = in
+		out[miss[j]] = in
+	}
+	return out, nil
+}
+
 // dir returns ino's record if it is a directory, else ENOTDIR.
 func (t *mtx) dir(ino uint64) (*inode, error) { return checkDir(t.inode(ino)) }
 

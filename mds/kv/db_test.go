@@ -36,6 +36,9 @@ func (x *fakeTx) Get(context.Context, []byte) ([]byte, error) { return nil, nil 
 func (x *fakeTx) Scan(context.Context, []byte, []byte, int, func(k, v []byte) bool) error {
 	return nil
 }
+func (x *fakeTx) BatchGet(_ context.Context, keys [][]byte) ([][]byte, error) {
+	return make([][]byte, len(keys)), nil
+}
 func (x *fakeTx) Set(k, v []byte) error { return nil }
 func (x *fakeTx) Delete(k []byte) error { return nil }
 func (x *fakeTx) Commit(context.Context) error {

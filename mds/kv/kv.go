@@ -64,6 +64,10 @@ type Txn interface {
 	// present empty value is a non-nil empty slice. The returned slice
 	// belongs to the caller.
 	Get(ctx context.Context, key []byte) ([]byte, error)
+	// BatchGet returns the values of keys in their order (nil for an
+	// absent key), as Get would, in one round trip where the engine can
+	// (TiKV); the slices belong to the caller.
+	BatchGet(ctx context.Context, keys [][]byte) ([][]byte, error)
 	// Scan calls fn for keys in [start, end) in ascending order, at most
 	// limit of them (limit <= 0: no limit), until fn returns false. A nil
 	// end means no upper bound. The transaction's own writes are included.

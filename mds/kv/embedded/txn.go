@@ -34,6 +34,19 @@ var (
 // before badger commits, which it does in memory and at once.
 func (x *txn) CommitBefore(ts uint64) { x.bound = ts }
 
+// BatchGet gets each key in turn: badger reads are local.
+func (x *txn) BatchGet(ctx context.Context, keys [][]byte) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		v, err := x.Get(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
 // Get returns a copy of key's value, or nil if it is absent. A present
 // empty value comes back as a non-nil empty slice.
 func (x *txn) Get(ctx context.Context, key []byte) ([]byte, error) {

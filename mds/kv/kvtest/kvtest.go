@@ -29,6 +29,7 @@ func RunSuite(t *testing.T, open func(t *testing.T) kv.Engine) {
 		{"ScanOrderAndBounds", testScanOrderAndBounds},
 		{"ScanLimitAndStop", testScanLimitAndStop},
 		{"ReadYourWrites", testReadYourWrites},
+		{"BatchGet", testBatchGet},
 		{"WriteDuringScan", testWriteDuringScan},
 		{"Rollback", testRollback},
 		{"ReadOnly", testReadOnly},
@@ -285,6 +286,43 @@ func testReadYourWrites(t *testing.T, db *kv.DB) {
 		}
 		if n != 6 {
 			return fmt.Errorf("full scan in the transaction saw %d keys, want 6", n)
+		}
+		return nil
+	})
+}
+
+// testBatchGet reads committed keys, the transaction's own writes and
+// deletes, absent keys and empty values in one batch, in the order asked.
+func testBatchGet(t *testing.T, db *kv.DB) {
+	ctx := context.Background()
+	fill(t, db, "b", 4) // b0000 .. b0003
+	mustUpdate(t, db, func(tx kv.Txn) error { return tx.Set([]byte("empty"), nil) })
+	mustUpdate(t, db, func(tx kv.Txn) error {
+		if err := tx.Set(key("b", 1), []byte("mine")); err != nil {
+			return err
+		}
+		if err := tx.Delete(key("b", 2)); err != nil {
+			return err
+		}
+		if err := tx.Set([]byte("fresh"), []byte("f")); err != nil {
+			return err
+		}
+		keys := [][]byte{key("b", 3), []byte("absent"), key("b", 2), []byte("fresh"), key("b", 1), []byte("empty"), key("b", 0), key("b", 3)}
+		got, err := tx.BatchGet(ctx, keys)
+		if err != nil {
+			return err
+		}
+		want := [][]byte{val(3), nil, nil, []byte("f"), []byte("mine"), {}, val(0), val(3)}
+		if len(got) != len(want) {
+			return fmt.Errorf("BatchGet gave %d values for %d keys", len(got), len(keys))
+		}
+		for i := range want {
+			if !bytes.Equal(got[i], want[i]) || (got[i] == nil) != (want[i] == nil) {
+				return fmt.Errorf("key %q: got %q (nil %v), want %q (nil %v)", keys[i], got[i], got[i] == nil, want[i], want[i] == nil)
+			}
+		}
+		if got, err := tx.BatchGet(ctx, nil); err != nil || len(got) != 0 {
+			return fmt.Errorf("empty batch: %q, %v", got, err)
 		}
 		return nil
 	})

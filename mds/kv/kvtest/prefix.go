@@ -44,6 +44,14 @@ func (p *prefixedTx) Get(ctx context.Context, key []byte) ([]byte, error) {
 	return p.tx.Get(ctx, p.key(key))
 }
 
+func (p *prefixedTx) BatchGet(ctx context.Context, keys [][]byte) ([][]byte, error) {
+	full := make([][]byte, len(keys))
+	for i, k := range keys {
+		full[i] = p.key(k)
+	}
+	return p.tx.BatchGet(ctx, full)
+}
+
 func (p *prefixedTx) Scan(ctx context.Context, start, end []byte, limit int, fn func(key, value []byte) bool) error {
 	pend := end
 	if pend == nil {

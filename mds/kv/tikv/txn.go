@@ -49,6 +49,22 @@ func (x *txn) Get(ctx context.Context, key []byte) ([]byte, error) {
 	return bytes.Clone(decodeValue(e.Value)), nil
 }
 
+// BatchGet returns copies of the values of keys, in order, nil for the
+// absent ones: one request per region instead of one per key.
+func (x *txn) BatchGet(ctx context.Context, keys [][]byte) ([][]byte, error) {
+	m, err := x.t.BatchGet(ctx, keys)
+	if err != nil {
+		return nil, mapErr("batch get", err)
+	}
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		if e, ok := m[string(k)]; ok {
+			out[i] = bytes.Clone(decodeValue(e.Value))
+		}
+	}
+	return out, nil
+}
+
 // maxScanBatch is client-go's default number of pairs fetched per scan
 // request; a Scan with a smaller limit asks for no more than it needs.
 const maxScanBatch = 256
