@@ -2,6 +2,7 @@ package tests
 
 import (
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,8 +15,11 @@ import (
 func soak() bool { return os.Getenv("STRATA_SOAK") != "" }
 
 // tempDir755 is a temporary directory that every user may enter (t.TempDir's
-// parent is private). It is removed at cleanup unless the test failed: then
-// the daemons' logs and state stay for inspection.
+// parent is private). It is removed at cleanup, except, when the test
+// failed, its logs/ directory (the daemons' logs), kept for inspection.
+// Cleanups run last-registered first, so the daemons using it have been
+// stopped and its mounts unmounted by then; a mount point that is still
+// mounted is left alone rather than emptied.
 func tempDir755(t *testing.T) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "strata-"+strings.ReplaceAll(t.Name(), "/", "-")+"-")
@@ -23,11 +27,20 @@ func tempDir755(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("kept %s (logs in its logs/) for inspection", dir)
+		ents, _ := os.ReadDir(dir)
+		keep := t.Failed()
+		for _, e := range ents {
+			p := filepath.Join(dir, e.Name())
+			if (keep && e.Name() == "logs") || isMountPoint(p) {
+				continue
+			}
+			os.RemoveAll(p)
+		}
+		if keep {
+			t.Logf("kept the logs in %s", filepath.Join(dir, "logs"))
 			return
 		}
-		os.RemoveAll(dir)
+		os.Remove(dir)
 	})
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)

@@ -148,7 +148,7 @@ func Run(cfg Config) (Stats, error) {
 	e.checks = rand.New(rand.NewPCG(uint64(cfg.Seed), 0xc4ec4))
 	start := time.Now()
 	defer e.closeAll()
-	err := e.run()
+	err := e.run(start)
 	e.stats.Elapsed = time.Since(start)
 	for f := range e.absent {
 		e.stats.Absent = append(e.stats.Absent, f)
@@ -193,7 +193,7 @@ func (c *Config) defaults() {
 	}
 }
 
-func (e *engine) run() error {
+func (e *engine) run(start time.Time) error {
 	if err := e.setup(); err != nil {
 		return e.failure(&Op{Kind: Reopen, Result: "setup"}, err)
 	}
@@ -205,6 +205,7 @@ func (e *engine) run() error {
 		e.stats.Steps++
 		e.stats.PerKind[op.Kind]++
 		if e.cfg.Progress != nil && step%e.cfg.ProgressEvery == 0 {
+			e.stats.Elapsed = time.Since(start)
 			e.cfg.Progress(e.stats)
 		}
 	}
