@@ -16,6 +16,16 @@ if ! command -v go >/dev/null 2>&1; then
   echo "install-deps: Go 1.26 or newer is required: https://go.dev/doc/install" >&2
   exit 1
 fi
+# versitygw, the S3 server the HSM tests run on loopback: built once (about
+# 2.5 min) into a cache the tests look in, and kept there.
+vgw_dir="${STRATA_TOOLS_DIR:-$HOME/.cache/strata/bin}"
+if [ ! -x "$vgw_dir/versitygw" ] && ! command -v versitygw >/dev/null 2>&1; then
+  echo "install-deps: building versitygw v1.8.0 into $vgw_dir (the S3 server of the HSM tests)"
+  mkdir -p "$vgw_dir"
+  if ! GOBIN="$vgw_dir" GOFLAGS=-mod=mod go install github.com/versity/versitygw/cmd/versitygw@v1.8.0; then
+    echo "install-deps: could not build versitygw; the S3 HSM tests will be skipped" >&2
+  fi
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
