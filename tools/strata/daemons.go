@@ -143,6 +143,8 @@ run N MDS servers on it, give --listen N times (server i serves the i-th
 				MDTLease: v.GetDuration("mdt-lease"),
 				Logger:   log,
 				Lease:    v.GetDuration("lease"),
+
+				HsmTimeout: v.GetDuration("hsm-timeout"),
 				OnListen: func(addr string) {
 					log.Info("serving", "addr", addr)
 				},
@@ -173,6 +175,7 @@ run N MDS servers on it, give --listen N times (server i serves the i-th
 	f.Bool("standby", false, "own no MDT until another MDS's lease runs out")
 	f.Duration("mdt-lease", mds.DefaultMDTLease, "MDT ownership lease: how long a dead MDS's MDTs wait for a takeover")
 	f.Duration("lease", mds.DefaultLease, "client lease: a silent client's opens and locks are dropped after it")
+	f.Duration("hsm-timeout", mds.DefaultHsmTimeout, "HSM action without progress reports for this long goes to another copytool")
 	f.String("admin", "", "address for /metrics and /debug/pprof (off if empty)")
 	f.String("log-level", "info", "debug, info, warn or error")
 	addSecretFlag(cmd)
