@@ -524,6 +524,11 @@ func (s *Service) GetCap(ctx context.Context, req *proto.GetCapReq) (*proto.GetC
 	if req.Session != 0 && h.session != req.Session {
 		return nil, fmt.Errorf("mds: capability for handle %#x of another session: %w", req.Handle, syscall.EBADF)
 	}
+	// A file frozen by a migration (its old objects fenced) gets its new
+	// layout once the migration commits.
+	if err := s.waitThawed(ctx, h.ino); err != nil {
+		return nil, err
+	}
 	mu := s.truncMu.of(h.ino)
 	mu.Lock()
 	defer mu.Unlock()

@@ -73,6 +73,7 @@ var fsckCheckers = []struct {
 	{fsckDirs, func() fsckChecker { return &dirChecker{} }},
 	{fsckLinks, func() fsckChecker { return &linkChecker{} }},
 	{fsckOrphanList, func() fsckChecker { return &orphanListChecker{} }},
+	{fsckMigrations, func() fsckChecker { return &migrationChecker{} }},
 	{fsckDestroyQueue, func() fsckChecker { return &destroyQueueChecker{} }},
 	{fsckOrphanObjects, func() fsckChecker { return &orphanObjectChecker{} }},
 	{fsckMissingObjects, func() fsckChecker { return &missingObjectChecker{} }},
@@ -85,6 +86,7 @@ const (
 	fsckLinks          = "link-counts"
 	fsckOrphanList     = "orphan-list"
 	fsckDestroyQueue   = "destroy-queue"
+	fsckMigrations     = "migrations"
 	fsckOrphanObjects  = "orphan-objects"
 	fsckMissingObjects = "missing-objects"
 )

@@ -238,6 +238,14 @@ func referenced(ctx context.Context, t *mtx, o proto.ObjRef) (bool, error) {
 	}) {
 		return true, nil
 	}
+	// So does a migration in progress.
+	if rec, err := t.migrationOf(o.ID.Ino); err != nil {
+		return false, err
+	} else if rec != nil && slices.ContainsFunc(layoutObjects(&rec.Layout), func(q proto.ObjRef) bool {
+		return q.OST == o.OST && q.ID == o.ID
+	}) {
+		return true, nil
+	}
 	queued := false
 	var derr error
 	start, end := t.k.destroysOf(o.ID.Ino)

@@ -75,6 +75,11 @@ import (
 //	                                 names the pool, for the allocator);
 //	                                 adding and removing members writes it,
 //	                                 so destroying a pool conflicts with them
+//	P 'J' ino(u64)                -> migrationRecord: a restripe of a file
+//	                                 in progress (strata migrate): its new
+//	                                 layout, whether the file is frozen and
+//	                                 until when; starting, committing and
+//	                                 aborting write it and the inode
 //
 // Inode numbers carry their MDT in the high 16 bits and a per-MDT sequence
 // in the low 48; the root is MDT 0, sequence 1.
@@ -103,6 +108,7 @@ const (
 	tagHsmAgent = 'G'
 	tagFS       = 'F'
 	tagPool     = 'P'
+	tagMigrate  = 'J'
 )
 
 // RootIno is the inode number of the filesystem root (MDT 0, sequence 1).
@@ -372,3 +378,11 @@ func (k keys) mdtInodeRange(mdt uint32, after uint64) ([]byte, []byte) {
 	}
 	return start, binary.BigEndian.AppendUint64(end, makeIno(mdt+1, 0))
 }
+
+// migration is the key of a file's migration record.
+func (k keys) migration(ino uint64) []byte {
+	return binary.BigEndian.AppendUint64(k.tagged(tagMigrate, 8), ino)
+}
+
+// migrationRange covers every migration record.
+func (k keys) migrationRange() ([]byte, []byte) { return rangeOf(k.tagged(tagMigrate, 0)) }

@@ -72,6 +72,8 @@ func routeIno(req any) (uint64, bool) {
 		return r.Ino, true
 	case *proto.UnlockReq:
 		return r.Ino, r.Ino != 0
+	case *proto.MigrateReq:
+		return r.Ino, true
 	case *proto.FindReq:
 		if len(r.Stack) > 0 {
 			return r.Stack[len(r.Stack)-1].Dir, true

@@ -211,6 +211,7 @@ func (s *Service) Register(srv *rpc.Server) {
 	serve(s, srv, proto.OpHsmList, s.HsmList)
 	serve(s, srv, proto.OpPool, s.Pool)
 	serve(s, srv, proto.OpFind, s.Find)
+	serve(s, srv, proto.OpMigrate, s.Migrate)
 }
 
 // serve registers a method answering a request with a reply body. Requests

@@ -101,6 +101,7 @@ type Service struct {
 	nextMDT  atomic.Uint64 // round robin of top-level directories
 	kick     chan struct{} // wakes the destroy worker
 	fsck     fsckRuns      // filesystem checks in progress (fsck.go)
+	migr     thawWaits     // waits for files frozen by a migration (migrate.go)
 	hsm      hsmCoordinator
 }
 

@@ -61,9 +61,11 @@ func (s *Service) setattr(ctx context.Context, req *proto.SetattrReq, trusted bo
 		if req.Size > math.MaxInt64 {
 			return nil, fmt.Errorf("mds: truncate %#x to %d: %w", req.Ino, req.Size, syscall.EFBIG)
 		}
-		mu := s.truncMu.of(req.Ino)
-		mu.Lock()
-		defer mu.Unlock()
+		unlock, err := s.lockTruncThawed(ctx, req.Ino)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
 		return s.truncate(ctx, req, viaHandle)
 	}
 	var out *inode

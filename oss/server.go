@@ -231,6 +231,7 @@ func (s *Server) registerHandlers() {
 	route(s, proto.OpOSTStatfs, s.ostStatfs)
 	route(s, proto.OpObjFalloc, s.objFallocate)
 	route(s, proto.OpObjCopy, s.objCopy)
+	route(s, proto.OpObjFence, s.objFence)
 	route(s, proto.OpOSTList, s.objList)
 }
 

@@ -56,6 +56,9 @@ const (
 	// Consistency mode of a directory subtree (strict or close-to-open).
 	OpSetConsistency uint16 = 152 // SetConsistencyReq -> Empty
 
+	// Online restripe (strata migrate), one request per phase.
+	OpMigrate uint16 = 153 // MigrateReq -> MigrateResp
+
 	// Byte-range (fcntl) and flock locks.
 	OpLock   uint16 = 160 // LockReq -> LockResp
 	OpUnlock uint16 = 161 // UnlockReq -> Empty
@@ -79,6 +82,7 @@ const (
 	OpOSTStatfs  uint16 = 206 // OSTStatfsReq -> OSTStatfsResp
 	OpObjFalloc  uint16 = 207 // ObjFallocateReq -> ObjWriteResp
 	OpObjCopy    uint16 = 208 // ObjCopyReq -> ObjCopyResp
+	OpObjFence   uint16 = 209 // ObjFenceReq -> Empty (migrate: the old layout's objects take the new generation)
 
 	// OSS administration (MDS to OSS).
 	OpOSTList uint16 = 220 // OSTListReq -> OSTListResp (fsck: an OST's objects, in pages)

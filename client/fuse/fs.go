@@ -53,6 +53,9 @@ type fileSystem struct {
 
 	groups groupCache
 	finds  findSearches // strata find's searches (find.go)
+	// migrating holds the migrations running through the mount
+	// (migrate.go).
+	migrating migrations
 }
 
 var _ gofuse.RawFileSystem = (*fileSystem)(nil)

@@ -95,6 +95,10 @@ func (fs *fileSystem) GetXAttr(cancel <-chan struct{}, h *gofuse.InHeader, name 
 		virtual = true
 		value, err = fs.getFindXattr(cancel, h, name)
 	}
+	if name == xattrMigrate {
+		virtual = true
+		value, err = fs.getMigrateXattr(ino)
+	}
 	if !virtual {
 		value, err = fs.c.Getxattr(fs.ctx(cancel), fs.cred(h), ino, name)
 	}
@@ -140,6 +144,9 @@ func (fs *fileSystem) SetXAttr(cancel <-chan struct{}, in *gofuse.SetXAttrIn, na
 	}
 	if isFindXattr(name) {
 		return fs.setFindXattr(&in.InHeader, ino, name, data)
+	}
+	if name == xattrMigrate {
+		return fs.setMigrateXattr(cancel, &in.InHeader, ino, data)
 	}
 	cred := fs.cred(&in.InHeader)
 	switch name {

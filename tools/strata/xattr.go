@@ -17,6 +17,8 @@ const (
 	xattrTargets = "user.strata.targets"
 	// xattrFindPrefix names the searches of strata find (find.go).
 	xattrFindPrefix = "user.strata.find."
+	// xattrMigrate restripes a file; reading it shows progress.
+	xattrMigrate = "user.strata.migrate"
 )
 
 // errNotStrata explains an xattr failure on a path outside Strata.
