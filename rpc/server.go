@@ -29,7 +29,44 @@ type Request struct {
 	Bulk []byte // bulk payload, possibly empty
 	Peer string // remote address
 
-	in *inFrame
+	in       *inFrame
+	s        *Server
+	sc       *serverConn
+	deferred *Deferred
+}
+
+// ErrDeferred is what a handler returns after Request.Defer: the reply
+// comes later, through the Deferred.
+var ErrDeferred = errors.New("rpc: reply deferred")
+
+// Defer lets a handler answer after it returns, from any goroutine: it
+// returns ErrDeferred, and whoever holds the Deferred calls Reply once.
+// Meanwhile the request holds no worker, so a server can keep many long
+// polls waiting (the metadata lease callbacks) at the cost of a buffer
+// each. The request counts as in flight until the reply.
+func (r *Request) Defer() *Deferred {
+	if r.deferred == nil {
+		r.deferred = &Deferred{r: r, s: r.s}
+	}
+	return r.deferred
+}
+
+// Deferred is a request whose handler returned ErrDeferred.
+type Deferred struct {
+	r    *Request
+	s    *Server
+	once sync.Once
+}
+
+// Reply sends the deferred reply (or err); calls after the first do
+// nothing.
+func (d *Deferred) Reply(rep *Reply, err error) {
+	d.once.Do(func() {
+		if d.s == nil { // a Request built outside a server (tests)
+			return
+		}
+		d.s.finish(d.r.sc, d.r.in, rep, err)
+	})
 }
 
 // BulkBuffer returns an n-byte buffer for the reply's bulk, valid until the
@@ -441,12 +478,23 @@ func (s *Server) serve(sc *serverConn, in *inFrame) {
 	s.requests.Add(1)
 	s.inFlight.Add(1)
 	sc.inFlight.Add(1)
+
+	req := &Request{Op: in.h.op, Body: in.body, Bulk: in.bulk, Peer: sc.peer, in: in, s: s, sc: sc}
+	rep, err := s.invoke(in.handler, req)
+	if d := req.deferred; d != nil && errors.Is(err, ErrDeferred) {
+		return
+	}
+	if d := req.deferred; d != nil {
+		d.once.Do(func() {}) // answered now: a later Reply does nothing
+	}
+	s.finish(sc, in, rep, err)
+}
+
+// finish sends a request's reply and ends its accounting.
+func (s *Server) finish(sc *serverConn, in *inFrame, rep *Reply, err error) {
 	defer s.inFlight.Add(-1)
 	defer sc.inFlight.Add(-1)
-
 	op, id := in.h.op, in.h.id
-	rep, err := s.invoke(in.handler, &Request{Op: op, Body: in.body, Bulk: in.bulk, Peer: sc.peer, in: in})
-
 	var release func()
 	if rep != nil {
 		release = rep.Release
