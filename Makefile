@@ -37,7 +37,7 @@ test-short: build
 # Long runs (issue 7): the exerciser for three seeds of 1,000,000 steps
 # (STRATA_FSX_SEEDS, STRATA_FSX_OPS) and 100 kill -9 cycles of each daemon
 # (STRATA_CRASH_CYCLES). Hours on a small machine; make test runs short ones.
-# SOAKARGS passes test flags, e.g. SOAKARGS='-args -fsx.allow-missing='.
+# SOAKARGS passes test flags, e.g. SOAKARGS='-args -fsx.allow-missing=fallocate'.
 .PHONY: soak
 soak: build
 	STRATA_SOAK=1 STRATA_BIN=$(CURDIR)/$(BIN)/strata $(GO) test -count=1 -timeout 0 -v -run '^(TestExerciser|TestCrashLoop)$$' ./tests/ $(SOAKARGS)

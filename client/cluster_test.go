@@ -194,3 +194,34 @@ func benchmarkSequential(b *testing.B, read bool) {
 
 func BenchmarkSequentialWrite(b *testing.B) { benchmarkSequential(b, false) }
 func BenchmarkSequentialRead(b *testing.B)  { benchmarkSequential(b, true) }
+
+// TestTruncateUnreportedWrites: bytes cut by ftruncate must stay cut when
+// the file grows again, also on a new file whose writes reached the OSTs
+// but whose size the MDS has not heard of yet (no close or fsync). The MDS
+// once skipped the object punches then, as for a file never written, and
+// the old bytes came back after the next extension.
+func TestTruncateUnreportedWrites(t *testing.T) {
+	cl := testcluster.Start(t, testcluster.Options{OSSes: 2, OSTsPerOSS: 1})
+	c := cl.Client(t, client.Config{})
+	f, err := c.CreateStriped("/cut", 0o644, layout.DefaultSpec(2, 64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(random(7, 768<<10), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(128 << 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(768 << 10); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 640<<10)
+	if _, err := f.ReadAt(got, 128<<10); err != nil && !errors.Is(err, io.EOF) {
+		t.Fatal(err)
+	}
+	if i := bytes.IndexFunc(got, func(r rune) bool { return r != 0 }); i >= 0 {
+		t.Fatalf("byte %d is %#x after truncating to 128 KiB and extending again, want 0", 128<<10+i, got[i])
+	}
+}

@@ -49,9 +49,11 @@ func (s *Service) truncate(ctx context.Context, req *proto.SetattrReq, viaHandle
 			return err
 		}
 		// A file never written and never reported holds no data
-		// unless a writer has it open.
+		// unless a writer has it open, the caller included: its
+		// client flushed what it wrote before asking, and the size
+		// of those writes may not be reported yet.
 		lay = in.Layout
-		punch = in.Size != 0 || in.DataVersion != 0 || s.open.otherWriters(in.Ino, req.Handle) > 0
+		punch = in.Size != 0 || in.DataVersion != 0 || s.open.otherWriters(in.Ino, 0) > 0
 		_, err = s.applySetattr(t, req, viaHandle)
 		return err
 	})

@@ -19,10 +19,9 @@ import (
 var (
 	fsxSeed = flag.Int64("fsx.seed", 0, "exerciser seed for every mode (0: each mode's default, or $STRATA_FSX_SEEDS)")
 	fsxOps  = flag.Int("fsx.ops", 0, "exerciser steps per run (0: 2000, or $STRATA_FSX_OPS, or 1000000 with $STRATA_SOAK)")
-	// The default lets the default suite pass while fallocate is being
-	// written (issue 7): an EOPNOTSUPP from it is then taken as "absent".
-	// -fsx.allow-missing= makes every feature required.
-	fsxAllowMissing = flag.String("fsx.allow-missing", fsx.FeatureFallocate, "comma-separated features whose EOPNOTSUPP is no failure (fallocate, copy_file_range)")
+	// Every feature is required by default; -fsx.allow-missing=fallocate
+	// runs against a build (or a kernel) without it.
+	fsxAllowMissing = flag.String("fsx.allow-missing", "", "comma-separated features whose EOPNOTSUPP is no failure (fallocate, copy_file_range)")
 )
 
 // exerciserMode is one way of running the exerciser: a cluster, the
@@ -69,24 +68,10 @@ func TestExerciser(t *testing.T) {
 	}
 	for _, r := range runs {
 		t.Run(fmt.Sprintf("%s/seed-%d", r.name, r.seed), func(t *testing.T) {
-			if !r.strictMnt && !r.strictDir && os.Getenv(knownBugTruncateResurrects) != "" {
-				t.Skipf("%s is set: skipping close-to-open runs, which find bytes cut by ftruncate coming back (see its comment)", knownBugTruncateResurrects)
-			}
 			runExerciser(t, clusters[r.strictMnt], r, ops)
 		})
 	}
 }
-
-// knownBugTruncateResurrects names the environment variable that skips
-// the close-to-open runs while this bug stands (found by the exerciser,
-// issue 7): in close-to-open mode, bytes written to a new file that has not
-// yet been synced or closed (by pwrite, a mapped write or copy_file_range),
-// then cut off by ftruncate to a smaller size, come back when the file is
-// extended again (ftruncate up, a write or fallocate past the end) instead
-// of reading as zeros. Strict mode, and files whose data was synced once,
-// are not affected. Replay: -run 'TestExerciser/close-to-open/' -args
-// -fsx.seed=1 -fsx.ops=1252 (also seeds 1009 and 1078 with -fsx.ops=11).
-const knownBugTruncateResurrects = "STRATA_KNOWN_BUG_TRUNCATE_RESURRECTS"
 
 // exerciserRuns lists the runs: each mode with its default seed, or with
 // -fsx.seed, or the seeds of $STRATA_FSX_SEEDS (in soak: three seeds from
