@@ -365,7 +365,11 @@ func printLustreStripe(w io.Writer, path string, r *proto.GetLayoutResp, verbose
 		}
 		fmt.Fprintf(w, "%slmm_stripe_count:  %d\n", indent, c.StripeCount)
 		fmt.Fprintf(w, "%slmm_stripe_size:   %d\n", indent, c.StripeSize)
-		fmt.Fprintf(w, "%slmm_pattern:       %s\n", indent, c.Pattern)
+		pattern := string(c.Pattern)
+		if r.Layout.Released {
+			pattern = "released" // as lfs prints a released file's
+		}
+		fmt.Fprintf(w, "%slmm_pattern:       %s\n", indent, pattern)
 		fmt.Fprintf(w, "%slmm_layout_gen:    %d\n", indent, r.Layout.Gen)
 		fmt.Fprintf(w, "%slmm_stripe_offset: %d\n", indent, offset)
 		if c.Pool != "" {
