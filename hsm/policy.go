@@ -3,6 +3,7 @@ package hsm
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -185,4 +186,32 @@ func (p Policy) Apply(ctx context.Context, c *client.Client, ds []Decision) []er
 		_, errs[i] = c.HsmRequest(ctx, proto.Cred{}, req)
 	}
 	return errs
+}
+
+// RunEvery plans and applies the policy every interval until ctx ends,
+// logging what it does (the copytool's --policy-every).
+func (p Policy) RunEvery(ctx context.Context, c *client.Client, every time.Duration, log *slog.Logger) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		ds, err := p.Plan(ctx, c, time.Now())
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("hsm: policy scan", "err", err)
+			}
+			continue
+		}
+		for i, err := range p.Apply(ctx, c, ds) {
+			if err != nil {
+				log.Warn("hsm: policy", "decision", ds[i].String(), "err", err)
+				continue
+			}
+			log.Info("hsm: policy", "decision", ds[i].String())
+		}
+	}
 }

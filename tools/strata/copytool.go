@@ -33,7 +33,11 @@ AWS_SECRET_ACCESS_KEY). The cluster is named as for a mount: --config FILE
 
 Actions a copytool had in flight when it stopped are handed back to the
 queue when it registers again (same --name, by default host and backend), or
-after the MDS's HSM timeout to any other copytool.`,
+after the MDS's HSM timeout to any other copytool.
+
+With --policy-every D it also runs the policies of the config file's
+hsm-policy section (archive-older-than, archive-larger-than in bytes,
+archive-id, release-above, release-to; see strata hsm policy) every D.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			v, err := loadConfig(cmd)
@@ -72,6 +76,13 @@ after the MDS's HSM timeout to any other copytool.`,
 			if err != nil {
 				return fail("copytool", "", err)
 			}
+			if every := v.GetDuration("policy-every"); every > 0 {
+				var p hsm.Policy
+				if err := v.UnmarshalKey("hsm-policy", &p); err != nil {
+					return fail("copytool", "", fmt.Errorf("hsm-policy in the config: %w", err))
+				}
+				go p.RunEvery(ctx, c, every, newLogger(v.GetString("log-level")))
+			}
 			if err := ct.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				return fail("copytool", "", err)
 			}
@@ -89,6 +100,7 @@ after the MDS's HSM timeout to any other copytool.`,
 	f.Int("actions", hsm.DefaultActions, "files handled at once")
 	f.String("chunk-size", "32M", "unit of transfer and checksum")
 	f.String("log-level", "info", "log level (debug, info, warn, error)")
+	f.Duration("policy-every", 0, "run the hsm-policy rules of the config this often (0: never)")
 	addS3Flags(cmd)
 	addSecretFlag(cmd)
 	return cmd
