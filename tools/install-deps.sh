@@ -4,7 +4,8 @@
 # getfacl for the POSIX ACL tests), fio (benchmarks), mpich (MPI-IO tests),
 # libibverbs-dev and librdmacm-dev (the RDMA transport, built with -tags rdma),
 # rdma-core and ibverbs-utils (ibv_devices, to see what RDMA hardware there is).
-# Go modules are fetched by the go command itself.
+# Go modules are fetched by the go command itself; versitygw (the S3 server
+# of the HSM tests) is built with it into ~/.cache/strata/bin.
 # Run as root, or it prints the command to run.
 set -euo pipefail
 pkgs=(fuse3 attr acl fio mpich libmpich-dev libibverbs-dev librdmacm-dev rdma-core ibverbs-utils)
