@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+	"time"
 
 	"github.com/stratafs/strata/proto"
 )
@@ -111,6 +112,22 @@ func (f *File) Restore(ctx context.Context) error {
 	defer f.capMu.Unlock()
 	_, err := f.refreshLocked(ctx)
 	return err
+}
+
+// noteAccess records, in the background, a read-open of a file whose atime
+// is older than proto.HsmAccessGrain (HSM release policies pick the least
+// recently used files; reads never reach the MDS).
+func (c *Client) noteAccess(cred proto.Cred, a *proto.Attr) {
+	if !a.IsRegular() || time.Since(time.Unix(0, a.Atime)) <= proto.HsmAccessGrain*time.Second || c.bg.Err() != nil {
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if _, err := c.HsmRequest(c.bg, cred, proto.HsmRequestReq{Ino: a.Ino, Action: proto.HsmAccess}); err != nil {
+			c.log.Debug("client: record an access", "ino", fmt.Sprintf("%#x", a.Ino), "err", err)
+		}
+	}()
 }
 
 // HsmImport creates in parent a released stub of an archived object (see

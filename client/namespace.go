@@ -150,6 +150,7 @@ func (c *Client) Open(ctx context.Context, cred proto.Cred, ino uint64, flags in
 	if trunc {
 		f.in.truncated(int64(resp.Attr.Size))
 	}
+	c.noteAccess(cred, &resp.Attr)
 	return f, nil
 }
 

@@ -189,6 +189,8 @@ func (s *Service) HsmRequest(ctx context.Context, req *proto.HsmRequestReq) (*pr
 		resp, err = s.hsmQueue(ctx, req)
 	case proto.HsmWait:
 		resp = &proto.HsmRequestResp{Seq: req.Seq}
+	case proto.HsmAccess:
+		resp, err = s.hsmAccess(ctx, req)
 	default:
 		return nil, fmt.Errorf("mds: hsm request %d on %#x: %w", req.Action, req.Ino, syscall.EINVAL)
 	}
@@ -308,6 +310,30 @@ func (s *Service) hsmQueue(ctx context.Context, req *proto.HsmRequestReq) (*prot
 		s.hsm.kickAgents()
 	}
 	return &resp, nil
+}
+
+// hsmAccess records a read-open of a file coarsely: its atime moves to now
+// if older than proto.HsmAccessGrain, so opens write the inode at most that
+// often.
+func (s *Service) hsmAccess(ctx context.Context, req *proto.HsmRequestReq) (*proto.HsmRequestResp, error) {
+	err := s.updateInode(ctx, req.Ino, func(t *mtx) error {
+		in, err := t.inode(req.Ino)
+		if err != nil {
+			return err
+		}
+		if !in.isRegular() || !permits(&req.Cred, in, mayRead) {
+			return fmt.Errorf("mds: access of %#x by uid %d: %w", in.Ino, req.Cred.Uid, syscall.EACCES)
+		}
+		if t.now-in.Atime > proto.HsmAccessGrain*int64(time.Second) {
+			in.Atime = t.now
+			t.put(in)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &proto.HsmRequestResp{Done: true}, nil
 }
 
 // hsmForget drops a file's archive copy from its state (after a remove).

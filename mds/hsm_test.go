@@ -26,6 +26,7 @@ var hsmSuite = []struct {
 	{"QueueOutlivesRestart", testHsmQueueOutlivesRestart},
 	{"Truncate", testHsmTruncate},
 	{"ImportAndScan", testHsmImportAndScan},
+	{"Access", testHsmAccess},
 }
 
 func TestHsm(t *testing.T) {
@@ -470,5 +471,25 @@ func testHsmImportAndScan(t *testing.T, open opener) {
 	e.must(err)
 	if len(list.Actions) != 0 || len(list.Agents) != 1 {
 		t.Fatalf("list: %+v", list)
+	}
+}
+
+func testHsmAccess(t *testing.T, open opener) {
+	e := newEnv(t, open)
+	ino := e.hsmFile("f", 10)
+	atime := e.getattr(ino).Atime
+	access := func() {
+		t.Helper()
+		_, err := e.s.HsmRequest(e.ctx, &proto.HsmRequestReq{Cred: bob, Ino: ino, Action: proto.HsmAccess})
+		e.must(err)
+	}
+	access()
+	if a := e.getattr(ino).Atime; a != atime {
+		t.Fatalf("atime moved within the grain: %d -> %d", atime, a)
+	}
+	e.clock.Advance(2 * proto.HsmAccessGrain * time.Second)
+	access()
+	if a := e.getattr(ino).Atime; a != e.clock.Now().UnixNano() {
+		t.Fatalf("atime %d after an access past the grain, want %d", a, e.clock.Now().UnixNano())
 	}
 }

@@ -72,7 +72,14 @@ const (
 	HsmSetFlags uint8 = 31
 	// HsmWait only waits for the action of Seq to finish.
 	HsmWait uint8 = 32
+	// HsmAccess records that a reader opened the file: its atime moves
+	// to now if it is older than HsmAccessGrain (least recently used
+	// first, for release policies; reads bypass the MDS).
+	HsmAccess uint8 = 33
 )
+
+// HsmAccessGrain is how coarsely access times are recorded.
+const HsmAccessGrain = 3600 // seconds
 
 // HsmActionName names an action as `hsm action` prints it.
 func HsmActionName(kind uint8) string {
