@@ -54,8 +54,6 @@ type Copytool struct {
 	log   *slog.Logger
 	agent uint64
 	bufs  sync.Pool
-	// Done counts finished actions (tests wait on it).
-	Done atomic.Int64
 }
 
 // NewCopytool checks cfg and fills its defaults.
@@ -231,9 +229,7 @@ func (ct *Copytool) complete(ctx context.Context, w *proto.HsmWork, bytes uint64
 	}
 	if cerr := ct.c.HsmComplete(ctx, req); cerr != nil && !errors.Is(cerr, syscall.ESTALE) {
 		ct.log.Warn("hsm: complete", "ino", fmt.Sprintf("%#x", w.Ino), "err", cerr)
-		return
 	}
-	ct.Done.Add(1)
 }
 
 // chunkJobs runs fn for every chunk index of a file of size in chunks of
