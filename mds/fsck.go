@@ -75,6 +75,7 @@ var fsckCheckers = []struct {
 	{fsckOrphanList, func() fsckChecker { return &orphanListChecker{} }},
 	{fsckMigrations, func() fsckChecker { return &migrationChecker{} }},
 	{fsckDestroyQueue, func() fsckChecker { return &destroyQueueChecker{} }},
+	{fsckHsmQueue, func() fsckChecker { return &hsmQueueChecker{} }},
 	{fsckOrphanObjects, func() fsckChecker { return &orphanObjectChecker{} }},
 	{fsckMissingObjects, func() fsckChecker { return &missingObjectChecker{} }},
 }
