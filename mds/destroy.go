@@ -309,7 +309,7 @@ func (s *Service) runOrphanReaper(ctx context.Context) {
 func (s *Service) Background(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, f := range []func(context.Context){s.runDestroyWorker, s.runLeaseReaper, s.runOrphanReaper, s.runTruncateRecovery,
-		s.runRecoveryWindow, s.runLeases, s.runOSTWatch, s.runHsmWatch} {
+		s.runRecoveryWindow, s.runLeases, s.runOSTWatch, s.runHsmWatch, s.runChangelogPurge} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

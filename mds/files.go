@@ -100,6 +100,7 @@ func (s *Service) Create(ctx context.Context, req *proto.CreateReq) (*proto.Open
 		if err != nil {
 			return err
 		}
+		t.changelog(&req.Cred, proto.ChangelogCreate, in.Ino, req.Parent, req.Name)
 		resp.Attr, resp.Layout = in.attr(), *in.Layout
 		resp.Cap = s.capabilityOf(in, rights)
 		resp.Handle = h.id
@@ -380,6 +381,7 @@ func (s *Service) release(ctx context.Context, id uint64, w *proto.CloseReq, tag
 		if wrote {
 			t.mergeWrite(in, w.Size, w.Mtime, h.uid, w.Epoch)
 			in.noteWritten(w.WrittenGen, w.Written)
+			t.changelog(&proto.Cred{Uid: h.uid}, proto.ChangelogClose, in.Ino, 0, "")
 		}
 		attr = in.attr()
 		if left == 0 && in.Nlink == 0 {

@@ -396,6 +396,7 @@ func (t *mtx) finishAction(in *inode, act *hsmActionRecord, status uint8, why st
 	last.Status, last.Error = status, why
 	in.hsm().Last = &last
 	t.put(in)
+	t.changelog(&proto.Cred{}, proto.ChangelogHsm, in.Ino, 0, "")
 	if act.Layout != nil && status != proto.HsmDone {
 		if _, err := t.queueDestroy(in.Ino, layoutObjects(act.Layout)); err != nil {
 			return err
@@ -490,6 +491,7 @@ func (s *Service) hsmRelease(ctx context.Context, req *proto.HsmRequestReq) (*pr
 		in.Layout, in.Written = &rel, nil
 		in.HSM.Flags |= proto.HsmReleased
 		t.changed(in)
+		t.changelog(&req.Cred, proto.ChangelogHsm, in.Ino, 0, "")
 		if len(old) > 0 {
 			seq := old[0].ID.Seq
 			for _, o := range old[1:] {

@@ -80,6 +80,12 @@ import (
 //	                                 layout, whether the file is frozen and
 //	                                 until when; starting, committing and
 //	                                 aborting write it and the inode
+//	P 'K' mdt(u32) index(u64)     -> proto.ChangelogEntry: the changelog
+//	                                 of an MDT, written in the transaction
+//	                                 of the change it records, numbered by
+//	                                 the MDT's owner (changelog.go)
+//	P 'U' id                      -> changelogUser: a changelog consumer
+//	                                 and its cursor per MDT
 //
 // Inode numbers carry their MDT in the high 16 bits and a per-MDT sequence
 // in the low 48; the root is MDT 0, sequence 1.
@@ -109,6 +115,8 @@ const (
 	tagFS       = 'F'
 	tagPool     = 'P'
 	tagMigrate  = 'J'
+	tagChangelg = 'K'
+	tagClUser   = 'U'
 )
 
 // RootIno is the inode number of the filesystem root (MDT 0, sequence 1).
@@ -386,3 +394,33 @@ func (k keys) migration(ino uint64) []byte {
 
 // migrationRange covers every migration record.
 func (k keys) migrationRange() ([]byte, []byte) { return rangeOf(k.tagged(tagMigrate, 0)) }
+
+// changelogEntry is the key of entry index of mdt's changelog.
+func (k keys) changelogEntry(mdt uint32, index uint64) []byte {
+	b := binary.BigEndian.AppendUint32(k.tagged(tagChangelg, 12), mdt)
+	return binary.BigEndian.AppendUint64(b, index)
+}
+
+// changelogRange covers mdt's changelog from entry from on.
+func (k keys) changelogRange(mdt uint32, from uint64) ([]byte, []byte) {
+	_, end := rangeOf(binary.BigEndian.AppendUint32(k.tagged(tagChangelg, 4), mdt))
+	return k.changelogEntry(mdt, from), end
+}
+
+// changelogIndex returns the number a changelog key of mdt holds.
+func (k keys) changelogIndex(key []byte, mdt uint32) (uint64, error) {
+	n := len(k.prefix) + 1
+	if len(key) != n+12 || key[len(k.prefix)] != tagChangelg || binary.BigEndian.Uint32(key[n:]) != mdt {
+		return 0, fmt.Errorf("mds: bad changelog key %q", key)
+	}
+	return binary.BigEndian.Uint64(key[n+4:]), nil
+}
+
+// changelogUser is the key of a changelog consumer.
+func (k keys) changelogUser(id string) []byte { return append(k.tagged(tagClUser, len(id)), id...) }
+
+// changelogUserRange covers every changelog consumer.
+func (k keys) changelogUserRange() ([]byte, []byte) { return rangeOf(k.tagged(tagClUser, 0)) }
+
+// changelogUserID returns the id a consumer key holds.
+func (k keys) changelogUserID(key []byte) string { return string(key[len(k.prefix)+1:]) }

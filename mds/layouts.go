@@ -188,6 +188,7 @@ func (s *Service) SetLayout(ctx context.Context, req *proto.SetLayoutReq) (*prot
 			}
 		}
 		t.changed(in)
+		t.changelog(&req.Cred, proto.ChangelogLayout, in.Ino, 0, "")
 		resp = layoutOf(in)
 		return nil
 	}))

@@ -287,6 +287,7 @@ func (s *Service) migrateCommit(ctx context.Context, req *proto.MigrateReq, resp
 		// the data version, and the layout they map with changed.
 		in.DataVersion++
 		t.put(in)
+		t.changelog(&req.Cred, proto.ChangelogMigrate, in.Ino, 0, "")
 		if _, err := t.queueDestroy(in.Ino, old); err != nil {
 			return err
 		}

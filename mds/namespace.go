@@ -158,6 +158,7 @@ func (s *Service) Mkdir(ctx context.Context, req *proto.MkdirReq) (*proto.EntryR
 		if err != nil {
 			return err
 		}
+		t.changelog(&req.Cred, proto.ChangelogMkdir, in.Ino, req.Parent, req.Name)
 		resp.Attr = in.attr()
 		return nil
 	}))
@@ -210,6 +211,7 @@ func (s *Service) Mknod(ctx context.Context, req *proto.MknodReq) (*proto.EntryR
 		if err != nil {
 			return err
 		}
+		t.changelog(&req.Cred, proto.ChangelogMknod, in.Ino, req.Parent, req.Name)
 		resp.Attr = in.attr()
 		return nil
 	}))
@@ -245,6 +247,7 @@ func (s *Service) Symlink(ctx context.Context, req *proto.SymlinkReq) (*proto.En
 		if err != nil {
 			return err
 		}
+		t.changelog(&req.Cred, proto.ChangelogSLink, in.Ino, req.Parent, req.Name)
 		resp.Attr = in.attr()
 		return nil
 	}))
@@ -310,6 +313,7 @@ func (s *Service) Link(ctx context.Context, req *proto.LinkReq) (*proto.EntryRes
 		in.Nlink++
 		t.changed(in)
 		t.touch(dir)
+		t.changelog(&req.Cred, proto.ChangelogHLink, in.Ino, dir.Ino, req.Name)
 		resp.Attr = in.attr()
 		return nil
 	}))
@@ -359,6 +363,7 @@ func (s *Service) Unlink(ctx context.Context, req *proto.UnlinkReq) error {
 			return err
 		}
 		t.touch(dir)
+		t.changelog(&req.Cred, proto.ChangelogUnlink, in.Ino, dir.Ino, req.Name)
 		queued, err = s.dropLink(t, in, &gate)
 		return err
 	}))
@@ -440,6 +445,7 @@ func (s *Service) Rmdir(ctx context.Context, req *proto.RmdirReq) error {
 			return err
 		}
 		t.touch(dir)
+		t.changelog(&req.Cred, proto.ChangelogRmdir, victim.Ino, dir.Ino, req.Name)
 		return nil
 	}))
 }

@@ -112,6 +112,8 @@ func (s *Service) rename(t *mtx, req *proto.RenameReq, gate *gateHold) (bool, er
 		if err := t.checkMove(c, dst.in, dst.dir, src.dir); err != nil {
 			return false, err
 		}
+		t.changelogRename(c, src.in.Ino, dst.dir.Ino, dst.name, src.dir.Ino, src.name, 0)
+		t.changelogRename(c, dst.in.Ino, src.dir.Ino, src.name, dst.dir.Ino, dst.name, 0)
 		return false, t.exchange(src, dst)
 	}
 	queued := false
@@ -134,6 +136,11 @@ func (s *Service) rename(t *mtx, req *proto.RenameReq, gate *gateHold) (bool, er
 	t.changed(src.in)
 	t.touch(src.dir)
 	t.touch(dst.dir)
+	var victim uint64
+	if dst.in != nil {
+		victim = dst.in.Ino
+	}
+	t.changelogRename(c, src.in.Ino, dst.dir.Ino, dst.name, src.dir.Ino, src.name, victim)
 	return queued, nil
 }
 

@@ -74,6 +74,10 @@ func routeIno(req any) (uint64, bool) {
 		return r.Ino, r.Ino != 0
 	case *proto.MigrateReq:
 		return r.Ino, true
+	case *proto.ChangelogReq:
+		return makeIno(r.MDT, 0), true
+	case *proto.ChangelogUserReq:
+		return makeIno(r.MDT, 0), r.Op == proto.ChangelogClear
 	case *proto.FindReq:
 		if len(r.Stack) > 0 {
 			return r.Stack[len(r.Stack)-1].Dir, true

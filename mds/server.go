@@ -212,6 +212,8 @@ func (s *Service) Register(srv *rpc.Server) {
 	serve(s, srv, proto.OpPool, s.Pool)
 	serve(s, srv, proto.OpFind, s.Find)
 	serve(s, srv, proto.OpMigrate, s.Migrate)
+	serve(s, srv, proto.OpChangelog, s.Changelog)
+	serve(s, srv, proto.OpChangelogUser, s.ChangelogUser)
 }
 
 // serve registers a method answering a request with a reply body. Requests

@@ -102,6 +102,7 @@ type Service struct {
 	kick     chan struct{} // wakes the destroy worker
 	fsck     fsckRuns      // filesystem checks in progress (fsck.go)
 	migr     thawWaits     // waits for files frozen by a migration (migrate.go)
+	clog     changelogs    // changelog numbering of the owned MDTs (changelog.go)
 	hsm      hsmCoordinator
 }
 

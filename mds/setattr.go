@@ -75,6 +75,8 @@ func (s *Service) setattr(ctx context.Context, req *proto.SetattrReq, trusted bo
 			return err
 		}
 		out = in
+		t.changelog(&req.Cred, proto.ChangelogSetattr, in.Ino, 0, "")
+		t.changelogFlags(req.Valid)
 		return t.remember(req.Tag, proto.OpSetattr, &proto.AttrResp{Attr: in.attr()})
 	})
 	if err != nil {

@@ -96,6 +96,8 @@ func (s *Service) truncate(ctx context.Context, req *proto.SetattrReq, viaHandle
 			}
 		}
 		out = in
+		t.changelog(&req.Cred, proto.ChangelogTrunc, in.Ino, 0, "")
+		t.changelogFlags(req.Valid)
 		return t.remember(req.Tag, proto.OpSetattr, &proto.AttrResp{Attr: in.attr()})
 	})
 	if err != nil {

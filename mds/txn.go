@@ -25,6 +25,9 @@ type mtx struct {
 	dirty []uint64 // inodes to write back, in first-touch order
 	gone  []uint64 // inodes to delete
 	dents []cachedEntry
+	// events are the changelog events of the operation, written by
+	// update when it commits (changelog.go).
+	events []changelogEvent
 }
 
 // cachedEntry is a directory entry a transaction read or wrote.
@@ -38,12 +41,18 @@ type cachedEntry struct {
 // update runs fn as one read-write transaction, retried on conflict, and
 // bounded by this service's MDT leases (fencing: see ownership.go).
 func (s *Service) update(ctx context.Context, fn func(t *mtx) error) error {
+	var tk changelogTicket // numbers in flight until the commit is over
+	defer s.changelogRelease(&tk)
 	err := s.db.UpdateBounded(ctx, s.leaseBound, func(tx kv.Txn) error {
+		s.changelogRelease(&tk) // an earlier attempt did not commit
 		t := s.newMtx(ctx, tx)
 		if err := fn(t); err != nil {
 			return err
 		}
-		return t.flush()
+		if err := t.flush(); err != nil {
+			return err
+		}
+		return s.changelogWrite(t, &tk)
 	})
 	if errors.Is(err, kv.ErrFenced) {
 		// This MDS's lease ran out (it may have lost its MDTs): nothing

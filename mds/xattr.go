@@ -159,6 +159,7 @@ func (s *Service) Setxattr(ctx context.Context, req *proto.SetxattrReq) error {
 			return err
 		}
 		t.changed(in)
+		t.changelog(&req.Cred, proto.ChangelogXattr, in.Ino, 0, req.Name)
 		return nil
 	}))
 }
@@ -225,6 +226,7 @@ func (s *Service) Removexattr(ctx context.Context, req *proto.RemovexattrReq) er
 			return err
 		}
 		t.changed(in)
+		t.changelog(&req.Cred, proto.ChangelogXattr, in.Ino, 0, req.Name)
 		return nil
 	}))
 }

@@ -71,6 +71,9 @@ const (
 	// Administration.
 	OpFsck uint16 = 190 // FsckReq -> FsckResp (one page of strata fsck)
 	OpPool uint16 = 191 // PoolReq -> PoolResp (strata pool create|add|remove|destroy|list)
+	// Changelog: a page of an MDT's log (at its owner), and consumers.
+	OpChangelog     uint16 = 192 // ChangelogReq -> ChangelogResp
+	OpChangelogUser uint16 = 193 // ChangelogUserReq -> ChangelogUserResp
 
 	// OSS object operations (client or MDS to OSS).
 	OpObjWrite   uint16 = 200 // ObjWriteReq + bulk -> ObjWriteResp
