@@ -381,6 +381,10 @@ func (s *Service) release(ctx context.Context, id uint64, w *proto.CloseReq, tag
 		if wrote {
 			t.mergeWrite(in, w.Size, w.Mtime, h.uid, w.Epoch)
 			in.noteWritten(w.WrittenGen, w.Written)
+		}
+		if writer {
+			// Lustre's CLOSE: the close of a file opened for
+			// writing (writes are reported at flush, not only here).
 			t.changelog(&proto.Cred{Uid: h.uid}, proto.ChangelogClose, in.Ino, 0, "")
 		}
 		attr = in.attr()
