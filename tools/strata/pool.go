@@ -51,10 +51,10 @@ func newPoolCmd() *cobra.Command {
 				}
 			case proto.PoolAdd, proto.PoolRemove:
 				if len(args) < 3 {
-					return fail("pool", "", fmt.Errorf("want: pool %s [FSNAME.]POOL OST...", op))
+					return fail("pool", "", fmt.Errorf("want: pool %s [FSNAME.]POOL OST [OST ...]", op))
 				}
 			default:
-				return fail("pool", "", fmt.Errorf("unknown operation %q (create, add, remove, destroy, list)", op))
+				return fail("pool", "", fmt.Errorf("unknown operation %q: want create, add, remove, destroy or list", op))
 			}
 			fsname, name := splitPoolName(args[1])
 			req := proto.PoolReq{Op: op, Name: name}
