@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -320,6 +321,9 @@ func TestFindEqualsWalk(t *testing.T) {
 	if testing.Short() {
 		files = 1000
 	}
+	if n, err := strconv.Atoi(os.Getenv("STRATA_FIND_FILES")); err == nil && n > 0 {
+		files = n // a larger tree, to measure
+	}
 	cl, mnt := startMount(t, client.Config{}, Options{})
 	now := time.Now()
 	built := time.Now()
@@ -389,6 +393,9 @@ func TestFindEqualsWalk(t *testing.T) {
 		// divided by the page size, not the entries.
 		if maxReq := len(got)/client.FindPageLimit + (files+111)/8192 + 2; requests > maxReq {
 			t.Errorf("%s: %d MDS requests for %d matches over %d entries, want at most %d", c.name, requests, len(got), len(entries), maxReq)
+		}
+		if c.name == "size +1k" {
+			t.Logf("strata find -size +1k: %v for %d entries (%d matches, %d MDS requests)", took.Round(time.Millisecond), len(entries), len(got), requests)
 		}
 		if c.name == "all" {
 			t.Logf("find over %d entries: %v (%.0f entries/s, %d MDS requests); walk with lstat+getstripe through the mount: %v (%.0f entries/s)",
