@@ -35,6 +35,7 @@ type File struct {
 	session uint64
 	flags   int
 	strict  bool // no data caching: the client's mode or the file's flag
+	quota   bool // the file's IDs have block limits: extending needs room (quota.go)
 	cred    proto.Cred
 	attr    proto.Attr // at open
 	ra      *readAhead // nil when the file reads without readahead
@@ -69,6 +70,7 @@ func (c *Client) newFile(cred proto.Cred, flags int, resp *proto.OpenResp) *File
 		cap:       resp.Cap,
 		capIssued: time.Now(),
 	}
+	f.quota = resp.Attr.Flags&proto.AttrFlagQuota != 0
 	f.in = c.acquireInode(f, resp)
 	if c.cfg.ReadAhead > 0 && !f.strict && flags&syscall.O_DIRECT == 0 && f.canRead() {
 		f.ra = newReadAhead(f, c.cfg.ReadAhead, &resp.Layout)
@@ -221,6 +223,9 @@ func (f *File) write(p []byte, off int64) (int64, int, error) {
 			return off, 0, err
 		}
 		off = at
+	}
+	if err := f.quotaRoom(f.c.bg, off+int64(len(p))); err != nil {
+		return off, 0, err
 	}
 	if f.syncWrites() {
 		if err := f.writeSync(p, off); err != nil {

@@ -31,6 +31,7 @@ type inode struct {
 	unsynced   bool   // written since the last fsync
 	sizeStale  bool   // a lock was granted since the MDS last reported the size
 	err        error  // the first write error; sticky until the last close
+	quotaEnd   int64  // how far the MDS granted room to extend the file (quota.go)
 
 	files map[*File]struct{}
 	wb    writeBehind

@@ -102,6 +102,9 @@ func (s *Service) Create(ctx context.Context, req *proto.CreateReq) (*proto.Open
 		}
 		t.changelog(&req.Cred, proto.ChangelogCreate, in.Ino, req.Parent, req.Name)
 		resp.Attr, resp.Layout = in.attr(), *in.Layout
+		if err := t.flagQuota(in, &resp.Attr); err != nil {
+			return err
+		}
 		resp.Cap = s.capabilityOf(in, rights)
 		resp.Handle = h.id
 		if rights&proto.RightWrite != 0 {
@@ -181,6 +184,9 @@ func (s *Service) open1(ctx context.Context, req *proto.OpenReq, op uint16) (*pr
 		resp.Handle = h.id
 		if !write {
 			return nil
+		}
+		if err := t.flagQuota(in, &resp.Attr); err != nil {
+			return err
 		}
 		if err := t.recordHandle(h); err != nil {
 			return err
@@ -509,6 +515,7 @@ func (s *Service) Append(ctx context.Context, req *proto.AppendReq) (*proto.Appe
 		if in.Size > math.MaxInt64-req.Len {
 			return fmt.Errorf("mds: append of %d bytes at %d to %#x: %w", req.Len, in.Size, in.Ino, syscall.EFBIG)
 		}
+		t.quotaBytes = true // the MDS hands out the bytes itself
 		t.mergeWrite(in, in.Size+req.Len, 0, h.uid, in.TruncEpoch)
 		return nil
 	}))

@@ -74,6 +74,7 @@ var fsckCheckers = []struct {
 	{fsckLinks, func() fsckChecker { return &linkChecker{} }},
 	{fsckOrphanList, func() fsckChecker { return &orphanListChecker{} }},
 	{fsckMigrations, func() fsckChecker { return &migrationChecker{} }},
+	{fsckQuota, func() fsckChecker { return &quotaChecker{} }},
 	{fsckDestroyQueue, func() fsckChecker { return &destroyQueueChecker{} }},
 	{fsckHsmQueue, func() fsckChecker { return &hsmQueueChecker{} }},
 	{fsckOrphanObjects, func() fsckChecker { return &orphanObjectChecker{} }},
@@ -88,6 +89,7 @@ const (
 	fsckOrphanList     = "orphan-list"
 	fsckDestroyQueue   = "destroy-queue"
 	fsckMigrations     = "migrations"
+	fsckQuota          = "quota"
 	fsckOrphanObjects  = "orphan-objects"
 	fsckMissingObjects = "missing-objects"
 )

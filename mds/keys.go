@@ -86,6 +86,9 @@ import (
 //	                                 the MDT's owner (changelog.go)
 //	P 'U' id                      -> changelogUser: a changelog consumer
 //	                                 and its cursor per MDT
+//	P 'u' type(u8) id(u32) shard(u8) -> quotaUsage: one shard of the usage
+//	                                 of a user, group or project (quota.go)
+//	P 'q' type(u8) id(u32)        -> quotaLimit: an ID's limits and grace
 //
 // Inode numbers carry their MDT in the high 16 bits and a per-MDT sequence
 // in the low 48; the root is MDT 0, sequence 1.
@@ -117,6 +120,8 @@ const (
 	tagMigrate  = 'J'
 	tagChangelg = 'K'
 	tagClUser   = 'U'
+	tagQuotaUse = 'u'
+	tagQuotaLim = 'q'
 )
 
 // RootIno is the inode number of the filesystem root (MDT 0, sequence 1).
@@ -424,3 +429,31 @@ func (k keys) changelogUserRange() ([]byte, []byte) { return rangeOf(k.tagged(ta
 
 // changelogUserID returns the id a consumer key holds.
 func (k keys) changelogUserID(key []byte) string { return string(key[len(k.prefix)+1:]) }
+
+// quotaUsage is the key of one shard of an ID's usage.
+func (k keys) quotaUsage(typ uint8, id uint32, shard uint8) []byte {
+	b := binary.BigEndian.AppendUint32(append(k.tagged(tagQuotaUse, 6), typ), id)
+	return append(b, shard)
+}
+
+// quotaUsageRange covers the shards of one ID's usage.
+func (k keys) quotaUsageRange(typ uint8, id uint32) ([]byte, []byte) {
+	return rangeOf(binary.BigEndian.AppendUint32(append(k.tagged(tagQuotaUse, 5), typ), id))
+}
+
+// quotaUsageAll covers every usage shard.
+func (k keys) quotaUsageAll() ([]byte, []byte) { return rangeOf(k.tagged(tagQuotaUse, 0)) }
+
+// quotaUsageIDs returns the ID a usage key counts.
+func (k keys) quotaUsageIDs(key []byte) (quotaID, error) {
+	n := len(k.prefix) + 1
+	if len(key) != n+6 || key[len(k.prefix)] != tagQuotaUse {
+		return quotaID{}, fmt.Errorf("mds: bad quota usage key %q", key)
+	}
+	return quotaID{typ: key[n], id: binary.BigEndian.Uint32(key[n+1:])}, nil
+}
+
+// quotaLimit is the key of an ID's limits.
+func (k keys) quotaLimit(typ uint8, id uint32) []byte {
+	return binary.BigEndian.AppendUint32(append(k.tagged(tagQuotaLim, 5), typ), id)
+}

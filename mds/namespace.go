@@ -114,6 +114,11 @@ func (s *Service) newEntry(t *mtx, c *proto.Cred, parent uint64, name string, in
 	}
 	in := &inode{Ino: ino, Nlink: 1, Atime: t.now, Mtime: t.now, Ctime: t.now}
 	initOwner(c, dir, in, mode)
+	if dir.ProjInherit {
+		// lfs project -s: the directory's project, and for a
+		// subdirectory the flag, go to what is made in it.
+		in.Project, in.ProjInherit = dir.Project, mode&modeType == proto.ModeDir
+	}
 	initACLs(dir, in, umask)
 	in.Flags = inheritedFlags(dir, in)
 	if fill != nil {

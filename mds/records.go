@@ -93,6 +93,11 @@ type inode struct {
 
 	// Symbolic links.
 	Target string `msgpack:"T,omitempty"`
+
+	// Project is the project ID quotas count the inode under (quota.go);
+	// ProjInherit, on a directory, gives it to the entries created in it.
+	Project     uint32 `msgpack:"j,omitempty"`
+	ProjInherit bool   `msgpack:"J,omitempty"`
 }
 
 // sessionRecord is a client session.

@@ -29,7 +29,7 @@ func (in *inode) EncodeMsgpack(e *msgpack.Encoder) error {
 	n := 7 // mode, uid, gid, nlink and the three times are always present
 	for _, present := range [...]bool{in.Size != 0, in.Rdev != 0, in.Flags != 0, len(in.ACL) > 0, in.Parent != 0,
 		hasDirLayout, len(in.DefACL) > 0, in.Layout != nil, in.NextObjSeq != 0, in.DataVersion != 0, in.TruncEpoch != 0,
-		len(in.Written) > 0, in.HSM != nil, in.Target != ""} {
+		len(in.Written) > 0, in.HSM != nil, in.Target != "", in.Project != 0, in.ProjInherit} {
 		if present {
 			n++
 		}
@@ -86,6 +86,15 @@ func (in *inode) EncodeMsgpack(e *msgpack.Encoder) error {
 		w.key("T")
 		if w.err == nil {
 			w.err = e.EncodeString(in.Target)
+		}
+	}
+	if in.Project != 0 {
+		w.uint32("j", in.Project)
+	}
+	if in.ProjInherit {
+		w.key("J")
+		if w.err == nil {
+			w.err = e.EncodeBool(true)
 		}
 	}
 	return w.err
@@ -192,6 +201,10 @@ func (in *inode) decodeFields(d *msgpack.Decoder, skipLayout bool) error {
 			err = d.Decode(&in.HSM)
 		case "T":
 			in.Target, err = d.DecodeString()
+		case "j":
+			in.Project, err = d.DecodeUint32()
+		case "J":
+			in.ProjInherit, err = d.DecodeBool()
 		default:
 			err = d.Skip()
 		}

@@ -76,6 +76,10 @@ func routeIno(req any) (uint64, bool) {
 		return r.Ino, true
 	case *proto.ChangelogReq:
 		return makeIno(r.MDT, 0), true
+	case *proto.ProjectReq:
+		return r.Ino, true
+	case *proto.QuotaGrantReq:
+		return r.Ino, true
 	case *proto.ChangelogUserReq:
 		return makeIno(r.MDT, 0), r.Op == proto.ChangelogClear
 	case *proto.FindReq:

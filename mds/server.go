@@ -214,6 +214,10 @@ func (s *Service) Register(srv *rpc.Server) {
 	serve(s, srv, proto.OpMigrate, s.Migrate)
 	serve(s, srv, proto.OpChangelog, s.Changelog)
 	serve(s, srv, proto.OpChangelogUser, s.ChangelogUser)
+	serve(s, srv, proto.OpSetQuota, s.SetQuota)
+	serve(s, srv, proto.OpQuota, s.Quota)
+	serve(s, srv, proto.OpProject, s.Project)
+	serve(s, srv, proto.OpQuotaGrant, s.QuotaGrant)
 }
 
 // serve registers a method answering a request with a reply body. Requests

@@ -103,6 +103,7 @@ type Service struct {
 	fsck     fsckRuns      // filesystem checks in progress (fsck.go)
 	migr     thawWaits     // waits for files frozen by a migration (migrate.go)
 	clog     changelogs    // changelog numbering of the owned MDTs (changelog.go)
+	quota    noLimits      // IDs known to have no quota limits (quota.go)
 	hsm      hsmCoordinator
 }
 

@@ -28,6 +28,12 @@ type mtx struct {
 	// events are the changelog events of the operation, written by
 	// update when it commits (changelog.go).
 	events []changelogEvent
+	// What the inodes read counted under for quotas, whether this
+	// operation takes bytes at the MDS (a limit is then enforced on
+	// them), and the service's cache of IDs without limits (quota.go).
+	quotaBefore map[uint64]quotaKeyOf
+	quotaBytes  bool
+	quotaCache  *noLimits
 }
 
 // cachedEntry is a directory entry a transaction read or wrote.
@@ -90,7 +96,7 @@ func (s *Service) view(ctx context.Context, fn func(t *mtx) error) error {
 }
 
 func (s *Service) newMtx(ctx context.Context, tx kv.Txn) *mtx {
-	return &mtx{ctx: ctx, kv: tx, k: s.keys, now: s.now().UnixNano(), cache: map[uint64]*inode{}}
+	return &mtx{ctx: ctx, kv: tx, k: s.keys, now: s.now().UnixNano(), cache: map[uint64]*inode{}, quotaCache: &s.quota}
 }
 
 // inode returns ino's record, or ENOENT.
@@ -128,6 +134,7 @@ func (t *mtx) readInode(ino uint64, attrsOnly bool) (*inode, error) {
 	}
 	in.Ino = ino
 	t.cache[ino] = in
+	t.noteQuota(in)
 	return in, nil
 }
 
@@ -166,6 +173,7 @@ func (t *mtx) inodesAttrs(inos []uint64) ([]*inode, error) {
 		}
 		in.Ino = ino
 		t.cache[ino] = in
+		t.noteQuota(in)
 		out[miss[j]] = in
 	}
 	return out, nil
@@ -222,6 +230,9 @@ func (t *mtx) remove(in *inode) error {
 
 // flush writes back dirty inodes and deletes removed ones.
 func (t *mtx) flush() error {
+	if err := t.quotaFlush(); err != nil {
+		return err
+	}
 	for _, ino := range t.dirty {
 		b, err := encode(t.cache[ino])
 		if err != nil {

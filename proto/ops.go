@@ -74,6 +74,13 @@ const (
 	// Changelog: a page of an MDT's log (at its owner), and consumers.
 	OpChangelog     uint16 = 192 // ChangelogReq -> ChangelogResp
 	OpChangelogUser uint16 = 193 // ChangelogUserReq -> ChangelogUserResp
+	// Quotas: limits (root), usage, and project IDs.
+	OpSetQuota uint16 = 194 // SetQuotaReq -> QuotaResp
+	OpQuota    uint16 = 195 // QuotaReq -> QuotaResp
+	OpProject  uint16 = 196 // ProjectReq -> ProjectResp
+	// OpQuotaGrant asks for room to extend a file whose IDs have block
+	// limits (see proto/quota.go).
+	OpQuotaGrant uint16 = 197 // QuotaGrantReq -> QuotaGrantResp
 
 	// OSS object operations (client or MDS to OSS).
 	OpObjWrite   uint16 = 200 // ObjWriteReq + bulk -> ObjWriteResp

@@ -14,7 +14,16 @@ import (
 // TestLustreTools runs strata pool, find, migrate and changelog as a user
 // would, through the binary on a mounted filesystem.
 func TestLustreTools(t *testing.T) {
-	dir := t.TempDir()
+	// Other users must reach the mount (quota): t.TempDir's parent is
+	// private.
+	dir, err := os.MkdirTemp("", "strata-tools-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	c := startCluster(t, dir, 3)
 	cfg := filepath.Join(dir, "client.yaml")
 
@@ -184,6 +193,60 @@ func TestLustreTools(t *testing.T) {
 		got, err := os.ReadFile(p)
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("data after migrate differs (%v)", err)
+		}
+	})
+
+	t.Run("quota", func(t *testing.T) {
+		qd := filepath.Join(c.mnt, "quota")
+		if err := os.Mkdir(qd, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(qd, 0o777); err != nil { // past the umask
+			t.Fatal(err)
+		}
+		// Inode limit for user other: EDQUOT at the third create.
+		mustStrata(t, "setquota", "-u", itoa(uint64(other.uid)), "-I", "2", "-B", "10M", c.mnt, "--config", cfg)
+		for i, want := range []error{nil, nil, syscall.EDQUOT} {
+			if err := runAs(t, other, "create", filepath.Join(qd, "o"+itoa(uint64(i))), "644"); err != want {
+				t.Fatalf("create %d as uid %d: %v, want %v", i, other.uid, err, want)
+			}
+		}
+		var q struct {
+			Type   string `json:"type"`
+			ID     uint32 `json:"id"`
+			Files  int64  `json:"files"`
+			Limits struct {
+				InodeHard uint64 `json:"inode_hard"`
+				BlockHard uint64 `json:"block_hard"`
+			} `json:"limits"`
+		}
+		if err := json.Unmarshal([]byte(mustStrata(t, "quota", "-u", itoa(uint64(other.uid)), "--json", c.mnt)), &q); err != nil {
+			t.Fatal(err)
+		}
+		if q.Type != "usr" || q.ID != other.uid || q.Files != 2 || q.Limits.InodeHard != 2 || q.Limits.BlockHard != 10<<20 {
+			t.Fatalf("quota --json: %+v", q)
+		}
+		if out := mustStrata(t, "quota", "-u", itoa(uint64(other.uid)), c.mnt); !strings.Contains(out, "Disk quotas for usr") ||
+			!strings.Contains(out, "kbytes") {
+			t.Fatalf("quota:\n%s", out)
+		}
+		// Projects: set with inherit, shown by project, counted by quota -p.
+		pd := filepath.Join(qd, "proj")
+		if err := os.Mkdir(pd, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mustStrata(t, "project", "-p", "42", "-s", pd)
+		if err := os.WriteFile(filepath.Join(pd, "f"), []byte("12345"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out := mustStrata(t, "project", "-r", pd); !strings.Contains(out, "   42 P "+pd+"\n") || !strings.Contains(out, "   42 - "+pd+"/f") {
+			t.Fatalf("project -r:\n%s", out)
+		}
+		if err := json.Unmarshal([]byte(mustStrata(t, "quota", "-p", "42", "--json", c.mnt)), &q); err != nil {
+			t.Fatal(err)
+		}
+		if q.Type != "prj" || q.Files != 2 {
+			t.Fatalf("quota -p 42: %+v", q)
 		}
 	})
 

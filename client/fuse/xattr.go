@@ -99,6 +99,10 @@ func (fs *fileSystem) GetXAttr(cancel <-chan struct{}, h *gofuse.InHeader, name 
 		virtual = true
 		value, err = fs.getMigrateXattr(ino)
 	}
+	if isQuotaXattr(name) {
+		virtual = true
+		value, err = fs.getQuotaXattr(cancel, h, ino, name)
+	}
 	if !virtual {
 		value, err = fs.c.Getxattr(fs.ctx(cancel), fs.cred(h), ino, name)
 	}
@@ -147,6 +151,9 @@ func (fs *fileSystem) SetXAttr(cancel <-chan struct{}, in *gofuse.SetXAttrIn, na
 	}
 	if name == xattrMigrate {
 		return fs.setMigrateXattr(cancel, &in.InHeader, ino, data)
+	}
+	if name == xattrProject {
+		return fs.setProjectXattr(cancel, &in.InHeader, ino, data)
 	}
 	cred := fs.cred(&in.InHeader)
 	switch name {

@@ -72,7 +72,8 @@ Start a local filesystem with "strata up"; run "strata COMMAND --help" for a ver
 		newSetstripeCmd(), newGetstripeCmd(), newDfCmd(), newOstsCmd(),
 		newMkdirCmd(), newGetdirstripeCmd(), newMdtsCmd(),
 		newVersionCmd(), newRDMACmd(), newFsckCmd(), newEvictCmd(), newMDTAdminCmd(),
-		newPoolCmd(), newFindCmd(), newMigrateCmd(), newChangelogCmd(), newBenchCmd(),
+		newPoolCmd(), newFindCmd(), newMigrateCmd(), newChangelogCmd(),
+		newSetquotaCmd(), newQuotaCmd(), newProjectCmd(), newBenchCmd(),
 	)
 	return root
 }
