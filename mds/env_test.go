@@ -131,6 +131,8 @@ type env struct {
 	io      *fakeIO
 	clock   *fakeClock
 	session uint64
+	// metaLease, if set before start, is the metadata lease term.
+	metaLease time.Duration
 }
 
 var testSecret = []byte("test secret")
@@ -184,8 +186,9 @@ func (e *env) start() {
 	e.t.Helper()
 	s, err := NewService(e.ctx, e.db, ServiceOptions{
 		Secret: testSecret, ObjectIO: e.io, Logger: quietLogger(), Now: e.clock.Now, Lease: 30 * time.Second,
-		MDTLease: time.Hour, // no renewal loop runs in these tests
-		Addr:     "env-mds", // a restart takes its MDTs back at once
+		MDTLease:  time.Hour, // no renewal loop runs in these tests
+		Addr:      "env-mds", // a restart takes its MDTs back at once
+		MetaLease: e.metaLease,
 	})
 	if err != nil {
 		e.t.Fatalf("new service: %v", err)

@@ -22,6 +22,8 @@ func (s *Service) Lookup(ctx context.Context, req *proto.LookupReq) (*proto.Entr
 		}
 	}
 	var resp proto.EntryResp
+	var leased [2]*inode
+	tok := s.leases.token()
 	err := s.view(ctx, func(t *mtx) error {
 		dir, err := t.dirAttrs(req.Parent)
 		if err != nil {
@@ -50,11 +52,13 @@ func (s *Service) Lookup(ctx context.Context, req *proto.LookupReq) (*proto.Entr
 			return err
 		}
 		resp.Attr = in.attr()
+		leased = [2]*inode{dir, in}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	resp.Lease = s.grantLease(ctx, tok, leased[:]...)
 	return &resp, nil
 }
 
@@ -62,17 +66,21 @@ func (s *Service) Lookup(ctx context.Context, req *proto.LookupReq) (*proto.Entr
 // reaches an inode number only through a lookup that did.
 func (s *Service) Getattr(ctx context.Context, req *proto.GetattrReq) (*proto.AttrResp, error) {
 	var resp proto.AttrResp
+	var leased *inode
+	tok := s.leases.token()
 	err := s.view(ctx, func(t *mtx) error {
 		in, err := t.inodeAttrs(req.Ino)
 		if err != nil {
 			return err
 		}
 		resp.Attr = in.attr()
+		leased = in
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	resp.Lease = s.grantLease(ctx, tok, leased)
 	return &resp, nil
 }
 
@@ -127,6 +135,7 @@ func (s *Service) newEntry(t *mtx, c *proto.Cred, parent uint64, name string, in
 		}
 	}
 	t.put(in)
+	t.fresh = append(t.fresh, in.Ino)
 	if err := t.link(dir.Ino, name, in); err != nil {
 		return nil, err
 	}
@@ -485,12 +494,15 @@ func (s *Service) Readdir(ctx context.Context, req *proto.ReaddirReq) (*proto.Re
 		limit = maxReaddir
 	}
 	resp := proto.ReaddirResp{Entries: make([]proto.Dirent, 0, min(limit, 64))}
+	var leased []*inode
+	tok := s.leases.token()
 	err := s.view(ctx, func(t *mtx) error {
 		resp.Entries, resp.More = resp.Entries[:0], false
 		dir, err := t.dirAttrs(req.Ino)
 		if err != nil {
 			return err
 		}
+		leased = append(leased[:0], dir)
 		if err := need(&req.Cred, dir, mayRead, "readdir"); err != nil {
 			return err
 		}
@@ -532,10 +544,12 @@ func (s *Service) Readdir(ctx context.Context, req *proto.ReaddirReq) (*proto.Re
 			a := attrs[i].attr()
 			resp.Entries[i].Mode, resp.Entries[i].Attr = a.Mode, &a
 		}
+		leased = append(leased, attrs...)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	resp.Lease = s.grantLease(ctx, tok, leased...)
 	return &resp, nil
 }

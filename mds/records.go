@@ -104,6 +104,9 @@ type inode struct {
 type sessionRecord struct {
 	ClientID string `msgpack:"c"`
 	Created  int64  `msgpack:"t"` // unix nanoseconds
+	// Leases: the session polls for metadata lease callbacks, so it may
+	// hold leases a new owner of an MDT must wait out (leaseTable.takeOver).
+	Leases bool `msgpack:"L,omitempty"`
 }
 
 // handleRecord is a file open for writing.

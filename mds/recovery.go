@@ -127,6 +127,15 @@ func (s *Service) recoverMDTs(ctx context.Context, mdts []uint32) error {
 	if err != nil {
 		return fmt.Errorf("mds: load sessions for recovery: %w", err)
 	}
+	// The previous owner may have leased anything of these MDTs to any
+	// of these sessions.
+	var leasing []uint64
+	for _, id := range sessions {
+		if recs[id].Leases {
+			leasing = append(leasing, id)
+		}
+	}
+	s.leases.takeOver(mdts, leasing)
 	deadline := s.now().Add(s.recoveryWindow)
 	var waiting []uint64
 	o := &s.open

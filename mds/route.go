@@ -125,6 +125,8 @@ func sessionOf(req any) uint64 {
 		return r.Session
 	case *proto.RenewReq:
 		return r.Session
+	case *proto.LeaseWaitReq:
+		return r.Session
 	}
 	return 0
 }

@@ -78,6 +78,7 @@ func Serve(ctx context.Context, db *kv.DB, cfg Config) error {
 		MDTLease: cfg.MDTLease,
 		Addr:     cfg.Listen,
 		ObjectIO: &RPCObjectIO{Client: client},
+		Peers:    client,
 		Lease:    cfg.Lease,
 		Logger:   log,
 		KVDir:    embeddedDir(cfg.KV),
@@ -153,6 +154,8 @@ func (s *Service) Register(srv *rpc.Server) {
 	serveEmpty(s, srv, proto.OpDisconnect, s.Disconnect)
 	serve(s, srv, proto.OpStatfs, s.Statfs)
 	serve(s, srv, proto.OpTargets, s.Targets)
+	s.serveLeaseWait(srv)
+	serveEmpty(s, srv, proto.OpLeaseBreak, s.LeaseBreak)
 
 	serve(s, srv, proto.OpLookup, s.Lookup)
 	serve(s, srv, proto.OpGetattr, s.Getattr)
@@ -232,10 +235,12 @@ func serve[Req, Resp any](s *Service, srv *rpc.Server, op uint16, fn func(contex
 		if err := s.admit(ctx, req); err != nil {
 			return nil, err
 		}
+		ctx = withCaller(ctx, req)
 		resp, err := fn(ctx, req)
 		if err != nil {
 			return nil, err
 		}
+		grantedLease(ctx, resp)
 		return &rpc.Reply{Body: resp}, nil
 	})
 }
@@ -250,7 +255,7 @@ func serveEmpty[Req any](s *Service, srv *rpc.Server, op uint16, fn func(context
 		if err := s.admit(ctx, req); err != nil {
 			return nil, err
 		}
-		if err := fn(ctx, req); err != nil {
+		if err := fn(withCaller(ctx, req), req); err != nil {
 			return nil, err
 		}
 		return &rpc.Reply{Body: &proto.Empty{}}, nil

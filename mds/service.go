@@ -16,6 +16,7 @@ import (
 	"github.com/stratafs/strata/mds/kv"
 	"github.com/stratafs/strata/mds/lock"
 	"github.com/stratafs/strata/proto"
+	"github.com/stratafs/strata/rpc"
 )
 
 // ErrNotFormatted means the store holds no filesystem.
@@ -61,6 +62,12 @@ type ServiceOptions struct {
 	// Addr is the address the service will serve at, if known: MDT
 	// records naming it are its predecessor's, taken back at once.
 	Addr string
+	// MetaLease is the metadata lease term (see proto/lease.go); 0
+	// means DefaultMetaLease.
+	MetaLease time.Duration
+	// Peers reaches the other MDSes (lease breaks for changes that touch
+	// their inodes); nil: this service has no peers to tell.
+	Peers *rpc.Client
 	// HsmTimeout is how long an HSM action may run without a progress
 	// report before another agent gets it; 0 means DefaultHsmTimeout.
 	HsmTimeout time.Duration
@@ -105,6 +112,9 @@ type Service struct {
 	clog     changelogs    // changelog numbering of the owned MDTs (changelog.go)
 	quota    noLimits      // IDs known to have no quota limits (quota.go)
 	hsm      hsmCoordinator
+	leases   leaseTable   // metadata leases (mdlease.go)
+	remote   remoteBreaks // lease breaks for other MDSes' changes
+	peers    *rpc.Client
 }
 
 // NewService loads the filesystem's cluster record and target tables from
@@ -152,6 +162,14 @@ func NewService(ctx context.Context, db *kv.DB, opts ServiceOptions) (*Service, 
 	s.instance = rand.Uint64() | 1
 	s.start = s.now()
 	s.open.init()
+	term := opts.MetaLease
+	if term <= 0 {
+		term = DefaultMetaLease
+	}
+	// Leases are real time whatever the service's clock: they bound real
+	// waits, on both sides.
+	s.leases.init(term, time.Now, s.evictForLease)
+	s.peers = opts.Peers
 	s.hsm.init(opts.HsmTimeout)
 	addr := opts.Addr
 	if _, port, err := net.SplitHostPort(addr); err == nil && port == "0" {

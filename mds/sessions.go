@@ -325,6 +325,7 @@ func (s *Service) endSession(ctx context.Context, id uint64, why string) error {
 		}
 	}
 	o.mu.Unlock()
+	s.leases.drop(id)
 	if ss == nil {
 		return nil
 	}

@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/stratafs/strata/mds/kv"
+	"github.com/stratafs/strata/proto"
 )
 
 // mtx is one attempt of a metadata transaction: a kv.Txn plus a cache of
@@ -25,6 +26,10 @@ type mtx struct {
 	dirty []uint64 // inodes to write back, in first-touch order
 	gone  []uint64 // inodes to delete
 	dents []cachedEntry
+	// For the break of metadata leases before the commit (leasing.go):
+	// the names added or removed, and the inodes made.
+	names []proto.LeaseName
+	fresh []uint64
 	// events are the changelog events of the operation, written by
 	// update when it commits (changelog.go).
 	events []changelogEvent
@@ -46,20 +51,38 @@ type cachedEntry struct {
 
 // update runs fn as one read-write transaction, retried on conflict, and
 // bounded by this service's MDT leases (fencing: see ownership.go).
+//
+// Before each attempt commits, it breaks the metadata leases on what it
+// changes (breakFor); the break ends once the update has.
 func (s *Service) update(ctx context.Context, fn func(t *mtx) error) error {
 	var tk changelogTicket // numbers in flight until the commit is over
 	defer s.changelogRelease(&tk)
+	var breaks []*leaseBreak
 	err := s.db.UpdateBounded(ctx, s.leaseBound, func(tx kv.Txn) error {
 		s.changelogRelease(&tk) // an earlier attempt did not commit
 		t := s.newMtx(ctx, tx)
 		if err := fn(t); err != nil {
 			return err
 		}
+		b, err := s.breakFor(ctx, t)
+		if err != nil {
+			return err
+		}
+		if b != nil {
+			breaks = append(breaks, b)
+		}
 		if err := t.flush(); err != nil {
 			return err
 		}
 		return s.changelogWrite(t, &tk)
 	})
+	for i, b := range breaks {
+		last := i == len(breaks)-1
+		granted := b.release(err == nil && last)
+		if c := callerOf(ctx); c != nil && last {
+			c.granted = granted
+		}
+	}
 	if errors.Is(err, kv.ErrFenced) {
 		// This MDS's lease ran out (it may have lost its MDTs): nothing
 		// was committed, and the client resends to the owner (EREMOTE).
@@ -300,6 +323,7 @@ func (t *mtx) link(parent uint64, name string, in *inode) error {
 		return err
 	}
 	t.cacheEntry(parent, name, d, true)
+	t.names = append(t.names, proto.LeaseName{Dir: parent, Name: name})
 	return nil
 }
 
@@ -309,6 +333,7 @@ func (t *mtx) unlinkEntry(parent uint64, name string) error {
 		return err
 	}
 	t.cacheEntry(parent, name, dentry{}, false)
+	t.names = append(t.names, proto.LeaseName{Dir: parent, Name: name})
 	return nil
 }
 

@@ -26,6 +26,7 @@ type OpenResp struct {
 	Attr   Attr          `msgpack:"a"`
 	Layout layout.Layout `msgpack:"l"`
 	Cap    Capability    `msgpack:"c"`
+	Lease  uint32        `msgpack:"L,omitempty"` // for a create, as in EntryResp
 }
 
 // CloseReq releases an open handle. If the client wrote through the handle,
@@ -56,7 +57,8 @@ type CloseReq struct {
 // mode extending writes). Size merges as a maximum. Sync asks the MDS to make
 // its metadata durable before replying (fsync).
 type SetSizeReq struct {
-	Ino    uint64 `msgpack:"i"`
+	Session uint64 `msgpack:"S,omitempty"` // the writer's session (see Cred.Session)
+	Ino     uint64 `msgpack:"i"`
 	Handle uint64 `msgpack:"h"`
 	Size   uint64 `msgpack:"s"`
 	Mtime  int64  `msgpack:"M"`

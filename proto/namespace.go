@@ -44,18 +44,25 @@ type LookupReq struct {
 }
 
 // EntryResp is the reply to operations that yield a directory entry.
+// Lease, if not zero, is the metadata lease term in milliseconds: the
+// caller's session holds leases on the entry's name in its directory and
+// on the attributes (see LeaseWaitReq).
 type EntryResp struct {
-	Attr Attr `msgpack:"a"`
+	Attr  Attr   `msgpack:"a"`
+	Lease uint32 `msgpack:"L,omitempty"`
 }
 
-// GetattrReq asks for an inode's attributes.
+// GetattrReq asks for an inode's attributes. Session, if set, asks for a
+// lease on them.
 type GetattrReq struct {
-	Ino uint64 `msgpack:"i"`
+	Ino     uint64 `msgpack:"i"`
+	Session uint64 `msgpack:"S,omitempty"`
 }
 
-// AttrResp carries attributes.
+// AttrResp carries attributes; Lease as in EntryResp, for the attributes.
 type AttrResp struct {
-	Attr Attr `msgpack:"a"`
+	Attr  Attr   `msgpack:"a"`
+	Lease uint32 `msgpack:"L,omitempty"`
 }
 
 // SetattrReq changes attributes; Valid says which fields count. A size
@@ -192,6 +199,9 @@ type Dirent struct {
 type ReaddirResp struct {
 	Entries []Dirent `msgpack:"e"`
 	More    bool     `msgpack:"M"`
+	// Lease as in EntryResp: on the directory's names and, with Plus,
+	// the attributes of every entry that has them.
+	Lease uint32 `msgpack:"L,omitempty"`
 }
 
 // AccessReq checks access(2) permission bits (R_OK=4, W_OK=2, X_OK=1).

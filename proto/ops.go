@@ -10,6 +10,8 @@ const (
 	OpDisconnect uint16 = 102 // DisconnectReq -> Empty
 	OpStatfs     uint16 = 103 // StatfsReq -> StatfsResp
 	OpTargets    uint16 = 104 // TargetsReq -> TargetsResp (per-OST/MDT usage, for df and osts)
+	OpLeaseWait  uint16 = 105 // LeaseWaitReq -> LeaseWaitResp (metadata lease callbacks, a long poll)
+	OpLeaseBreak uint16 = 106 // LeaseBreakReq -> Empty (another MDS's change breaks this one's leases)
 
 	// Namespace.
 	OpLookup   uint16 = 110 // LookupReq -> EntryResp

@@ -12,6 +12,10 @@ type Cred struct {
 	Gid    uint32   `msgpack:"g"`
 	Groups []uint32 `msgpack:"G,omitempty"` // supplementary groups
 	Pid    uint32   `msgpack:"p,omitempty"` // caller's pid, for lock ownership reporting
+	// Session is the caller's client session, if it has one: its
+	// metadata leases are granted to it, and its own changes do not call
+	// it back (see LeaseWaitReq).
+	Session uint64 `msgpack:"S,omitempty"`
 }
 
 // Inode types, as the S_IFMT bits of Attr.Mode.
