@@ -395,12 +395,38 @@ func (p *findPage) inode(ino uint64) (*inode, error) {
 	return in, nil
 }
 
-// prefetch reads the inodes of entries not read yet.
+// prefetch reads the inodes of entries not read yet, in one batch.
 func (p *findPage) prefetch(dents []dentry) error {
+	var inos []uint64
+	var keys [][]byte
 	for _, d := range dents {
-		if _, err := p.inode(d.Ino); err != nil && !isErrno(err, syscall.ENOENT) {
+		if _, ok := p.inodes[d.Ino]; !ok && !slices.Contains(inos, d.Ino) {
+			inos = append(inos, d.Ino)
+			keys = append(keys, p.t.k.inode(d.Ino))
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	vals, err := p.t.kv.BatchGet(p.t.ctx, keys)
+	if err != nil {
+		return fmt.Errorf("mds: find: read %d inodes: %w", len(keys), err)
+	}
+	for i, b := range vals {
+		if b == nil {
+			continue // unlinked since its entry was read: inode says ENOENT
+		}
+		in := &inode{}
+		if p.f.needLayout {
+			err = decode(b, in)
+		} else {
+			err = decodeInodeAttrs(b, in)
+		}
+		if err != nil {
 			return err
 		}
+		in.Ino = inos[i]
+		p.inodes[in.Ino] = in
 	}
 	return nil
 }
