@@ -31,6 +31,7 @@ import (
 const (
 	findMaxLimit   = 1000                   // matches one page reports at most
 	findScanBudget = 8192                   // entries one page looks at, about
+	findMinScan    = 2048                   // entries a page looks at before its time runs out
 	findPageTime   = 250 * time.Millisecond // time one page takes, about
 	findChunk      = 256                    // entries read from the store at a time
 	findMaxStack   = 4096                   // depth of the walk, at most
@@ -260,9 +261,12 @@ func (s *Service) Find(ctx context.Context, req *proto.FindReq) (*proto.FindResp
 	return &p.resp, nil
 }
 
-// full reports whether the page has done its share.
+// full reports whether the page has done its share: a page of matches,
+// or the entries it may look at, or its time once it has looked at a
+// minimum (so a slow MDS still answers in pages of thousands of entries).
 func (p *findPage) full() bool {
-	return len(p.resp.Entries) >= p.limit || p.resp.Scanned >= findScanBudget || time.Now().After(p.until)
+	return len(p.resp.Entries) >= p.limit || p.resp.Scanned >= findScanBudget ||
+		p.resp.Scanned >= findMinScan && time.Now().After(p.until)
 }
 
 // run walks until the page is full or the walk (of this MDS's part) is
