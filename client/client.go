@@ -83,6 +83,10 @@ type Config struct {
 	// its server (an MDS or OSS restarting, a failover) before it fails
 	// with EIO; 0 means DefaultRecoveryTimeout.
 	RecoveryTimeout time.Duration
+	// MetaLeases caches metadata under leases from the MDS (callbacks
+	// keep it coherent; see mdlease.go), as EnableMetaLeases does (the
+	// FUSE mount, in close-to-open mode). Strict mode never caches.
+	MetaLeases bool
 }
 
 // Client is a connection to one Strata filesystem: a session at the MDS, the
@@ -114,6 +118,8 @@ type Client struct {
 	budget budget // dirty bytes over all files
 
 	locks lockOwners // who may hold locks, so close releases only those
+
+	leases leaseCache // metadata held under leases (mdlease.go)
 
 	bg   context.Context // lives until Close; owns background work
 	stop context.CancelFunc
@@ -161,6 +167,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c.budget.init(cfg.WriteBehindTotal)
 	c.rec.init()
+	c.leases.init()
 	if err := c.connect(ctx); err != nil {
 		c.rpc.Close()
 		return nil, err
@@ -168,6 +175,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	c.bg, c.stop = context.WithCancel(context.Background())
 	c.wg.Add(1)
 	go c.renewLoop()
+	if cfg.MetaLeases {
+		c.EnableMetaLeases()
+	}
 	return c, nil
 }
 
@@ -256,6 +266,10 @@ func (c *Client) Logger() *slog.Logger { return c.log }
 
 // Consistency returns the client's consistency mode (CloseToOpen or Strict).
 func (c *Client) Consistency() string { return c.cfg.Consistency }
+
+// SessionID returns the client's session at the MDS (it changes when an
+// MDS evicts the client and it connects again).
+func (c *Client) SessionID() uint64 { return c.sessionID() }
 
 // Defaults returns the filesystem's default layout as the MDS reported it at
 // connect.

@@ -458,7 +458,7 @@ func (f *File) reportSize(ctx context.Context, sync bool) error {
 	}
 	w := in.writerLocked(f)
 	stored := in.takeStoredLocked()
-	req := proto.SetSizeReq{Ino: f.ino, Handle: w.handle, Size: uint64(in.writeEnd), Mtime: in.lastWrite, Sync: sync, Epoch: in.epoch,
+	req := proto.SetSizeReq{Session: f.c.sessionID(), Ino: f.ino, Handle: w.handle, Size: uint64(in.writeEnd), Mtime: in.lastWrite, Sync: sync, Epoch: in.epoch,
 		Written: stored.index, WrittenGen: stored.gen}
 	wasUnreported, wasUnsynced := in.unreported, in.unsynced
 	in.unreported = false
@@ -467,7 +467,9 @@ func (f *File) reportSize(ctx context.Context, sync bool) error {
 	}
 	in.mu.Unlock()
 	var resp proto.AttrResp
-	if err := f.c.mdsCall(ctx, f.ino, proto.OpSetSize, &req, &resp); err != nil {
+	err := f.c.mdsCall(ctx, f.ino, proto.OpSetSize, &req, &resp)
+	f.c.forget(0, nil, f.ino)
+	if err != nil {
 		in.mu.Lock()
 		in.unreported = in.unreported || wasUnreported
 		in.unsynced = in.unsynced || wasUnsynced
@@ -505,6 +507,9 @@ func (f *File) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), f.c.cfg.RecoveryTimeout+time.Minute)
 		defer cancel()
 		cerr := f.c.mdsCall(ctx, f.ino, proto.OpClose, &req, &resp)
+		if f.canWrite() {
+			f.c.forget(0, nil, f.ino)
+		}
 		if errors.Is(cerr, syscall.EBADF) && !req.Wrote {
 			// A read handle the MDS no longer has (a resend of a close
 			// that went through, or one dropped by a restart): closed.

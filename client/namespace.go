@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+	"time"
 
 	"github.com/stratafs/strata/layout"
 	"github.com/stratafs/strata/proto"
@@ -20,23 +21,57 @@ const readdirPage = 512
 
 // Lookup returns the attributes of name in directory parent.
 func (c *Client) Lookup(ctx context.Context, cred proto.Cred, parent uint64, name string) (proto.Attr, error) {
+	a, _, err := c.LookupEntry(ctx, cred, parent, name)
+	return a, err
+}
+
+// LookupEntry is Lookup that also says how long the entry and attributes
+// may be cached: while this client holds leases on them (0 if it holds
+// none). Under leases it answers from its cache; the caller's search
+// permission on parent was checked when the entry was cached, and the
+// kernel checks it again before asking.
+func (c *Client) LookupEntry(ctx context.Context, cred proto.Cred, parent uint64, name string) (proto.Attr, time.Duration, error) {
+	if a, ttl, ok := c.cachedLookup(parent, name); ok {
+		c.leases.hits.Add(1)
+		c.merge(&a)
+		return a, ttl, nil
+	}
+	gen := c.leaseGen()
+	cred.Session = c.leaseSession()
 	var resp proto.EntryResp
 	if err := c.mdsCall(ctx, parent, proto.OpLookup, &proto.LookupReq{Cred: cred, Parent: parent, Name: name}, &resp); err != nil {
-		return proto.Attr{}, fmt.Errorf("client: lookup %q in %#x: %w", name, parent, err)
+		return proto.Attr{}, 0, fmt.Errorf("client: lookup %q in %#x: %w", name, parent, err)
 	}
+	c.leases.misses.Add(1)
+	ttl := c.leased(gen, resp.Lease, parent, map[string]uint64{name: resp.Attr.Ino}, resp.Attr)
 	c.merge(&resp.Attr)
-	return resp.Attr, nil
+	return resp.Attr, ttl, nil
 }
 
 // Getattr returns an inode's attributes. For a file open through this
 // client the size and mtime include its writes not yet reported to the MDS.
 func (c *Client) Getattr(ctx context.Context, ino uint64) (proto.Attr, error) {
-	var resp proto.AttrResp
-	if err := c.mdsCall(ctx, ino, proto.OpGetattr, &proto.GetattrReq{Ino: ino}, &resp); err != nil {
-		return proto.Attr{}, fmt.Errorf("client: getattr %#x: %w", ino, err)
+	a, _, err := c.GetattrTTL(ctx, ino)
+	return a, err
+}
+
+// GetattrTTL is Getattr that also says how long the attributes may be
+// cached (see LookupEntry).
+func (c *Client) GetattrTTL(ctx context.Context, ino uint64) (proto.Attr, time.Duration, error) {
+	if a, ttl, ok := c.cachedAttr(ino); ok {
+		c.leases.hits.Add(1)
+		c.merge(&a)
+		return a, ttl, nil
 	}
+	gen := c.leaseGen()
+	var resp proto.AttrResp
+	if err := c.mdsCall(ctx, ino, proto.OpGetattr, &proto.GetattrReq{Ino: ino, Session: c.leaseSession()}, &resp); err != nil {
+		return proto.Attr{}, 0, fmt.Errorf("client: getattr %#x: %w", ino, err)
+	}
+	c.leases.misses.Add(1)
+	ttl := c.leased(gen, resp.Lease, 0, nil, resp.Attr)
 	c.merge(&resp.Attr)
-	return resp.Attr, nil
+	return resp.Attr, ttl, nil
 }
 
 // merge folds the state of an open inode into attributes from the MDS.
@@ -52,7 +87,9 @@ func (c *Client) merge(a *proto.Attr) {
 // buffered writes to the file, so they land before the truncation, and then
 // updates its open Files.
 func (c *Client) Setattr(ctx context.Context, cred proto.Cred, ino uint64, req proto.SetattrReq) (proto.Attr, error) {
+	cred.Session = c.sessionID()
 	req.Cred, req.Ino = cred, ino
+	defer c.forget(0, nil, ino)
 	in := c.openInode(ino)
 	if in != nil && req.Valid&(proto.SetSize|proto.SetMtime|proto.SetMtimeNow) != 0 {
 		if err := in.flushAll(); err != nil {
@@ -104,6 +141,15 @@ func (in *inode) anyFile() *File {
 // overrides the layout the file inherits. Without O_EXCL an existing file is
 // opened instead (and truncated with O_TRUNC).
 func (c *Client) Create(ctx context.Context, cred proto.Cred, parent uint64, name string, mode, umask uint32, flags int, spec layout.Spec) (*File, error) {
+	f, _, err := c.CreateEntry(ctx, cred, parent, name, mode, umask, flags, spec)
+	return f, err
+}
+
+// CreateEntry is Create that also says how long the new entry and its
+// attributes may be cached (see LookupEntry).
+func (c *Client) CreateEntry(ctx context.Context, cred proto.Cred, parent uint64, name string, mode, umask uint32, flags int, spec layout.Spec) (*File, time.Duration, error) {
+	gen := c.leaseGen()
+	cred.Session = c.sessionID()
 	req := proto.CreateReq{Cred: cred, Session: c.sessionID(), Parent: parent, Name: name,
 		Mode: mode & 0o7777, Umask: umask & 0o777, Flags: uint32(flags), Layout: spec, KillPrivs: flags&OKillPrivs != 0}
 	var resp proto.OpenResp
@@ -111,17 +157,20 @@ func (c *Client) Create(ctx context.Context, cred proto.Cred, parent uint64, nam
 	if errors.Is(err, syscall.EEXIST) && flags&syscall.O_EXCL == 0 {
 		a, lerr := c.Lookup(ctx, cred, parent, name)
 		if lerr != nil {
-			return nil, lerr
+			return nil, 0, lerr
 		}
 		if a.IsDir() {
-			return nil, fmt.Errorf("client: create %q in %#x: %w", name, parent, syscall.EISDIR)
+			return nil, 0, fmt.Errorf("client: create %q in %#x: %w", name, parent, syscall.EISDIR)
 		}
-		return c.Open(ctx, cred, a.Ino, flags&^syscall.O_CREAT)
+		f, err := c.Open(ctx, cred, a.Ino, flags&^syscall.O_CREAT)
+		return f, 0, err
 	}
+	c.forget(0, nil, parent)
 	if err != nil {
-		return nil, fmt.Errorf("client: create %q in %#x: %w", name, parent, err)
+		return nil, 0, fmt.Errorf("client: create %q in %#x: %w", name, parent, err)
 	}
-	return c.newFile(cred, flags, &resp), nil
+	ttl := c.leased(gen+1, resp.Lease, parent, map[string]uint64{name: resp.Attr.Ino}, resp.Attr)
+	return c.newFile(cred, flags, &resp), ttl, nil
 }
 
 // OKillPrivs is an open flag beyond the O_* bits: an O_TRUNC open by a
@@ -157,19 +206,33 @@ func (c *Client) Open(ctx context.Context, cred proto.Cred, ino uint64, flags in
 // Mkdir creates directory name in parent with permission bits mode, on MDT
 // mdt (-1 lets the MDS choose). umask applies as in Create.
 func (c *Client) Mkdir(ctx context.Context, cred proto.Cred, parent uint64, name string, mode, umask uint32, mdt int32) (proto.Attr, error) {
+	a, _, err := c.MkdirEntry(ctx, cred, parent, name, mode, umask, mdt)
+	return a, err
+}
+
+// MkdirEntry is Mkdir that also says how long the new entry and its
+// attributes may be cached (see LookupEntry).
+func (c *Client) MkdirEntry(ctx context.Context, cred proto.Cred, parent uint64, name string, mode, umask uint32, mdt int32) (proto.Attr, time.Duration, error) {
+	gen := c.leaseGen()
+	cred.Session = c.sessionID()
 	var resp proto.EntryResp
 	req := proto.MkdirReq{Cred: cred, Parent: parent, Name: name, Mode: mode & 0o7777, Umask: umask & 0o777, MDT: mdt}
-	if err := c.mdsCall(ctx, parent, proto.OpMkdir, &req, &resp); err != nil {
-		return proto.Attr{}, fmt.Errorf("client: mkdir %q in %#x: %w", name, parent, err)
+	err := c.mdsCall(ctx, parent, proto.OpMkdir, &req, &resp)
+	c.forget(0, nil, parent)
+	if err != nil {
+		return proto.Attr{}, 0, fmt.Errorf("client: mkdir %q in %#x: %w", name, parent, err)
 	}
-	return resp.Attr, nil
+	ttl := c.leased(gen+1, resp.Lease, parent, map[string]uint64{name: resp.Attr.Ino}, resp.Attr)
+	return resp.Attr, ttl, nil
 }
 
 // Mknod creates a FIFO, socket, device or empty regular file; mode holds the
 // type and permission bits. umask applies as in Create.
 func (c *Client) Mknod(ctx context.Context, cred proto.Cred, parent uint64, name string, mode, umask, rdev uint32) (proto.Attr, error) {
 	var resp proto.EntryResp
+	cred.Session = c.sessionID()
 	req := proto.MknodReq{Cred: cred, Parent: parent, Name: name, Mode: mode, Umask: umask & 0o777, Rdev: rdev}
+	defer c.forget(0, nil, parent)
 	if err := c.mdsCall(ctx, parent, proto.OpMknod, &req, &resp); err != nil {
 		return proto.Attr{}, fmt.Errorf("client: mknod %q in %#x: %w", name, parent, err)
 	}
@@ -179,7 +242,9 @@ func (c *Client) Mknod(ctx context.Context, cred proto.Cred, parent uint64, name
 // Symlink creates symbolic link name in parent pointing to target.
 func (c *Client) Symlink(ctx context.Context, cred proto.Cred, parent uint64, name, target string) (proto.Attr, error) {
 	var resp proto.EntryResp
+	cred.Session = c.sessionID()
 	req := proto.SymlinkReq{Cred: cred, Parent: parent, Name: name, Target: target}
+	defer c.forget(0, nil, parent)
 	if err := c.mdsCall(ctx, parent, proto.OpSymlink, &req, &resp); err != nil {
 		return proto.Attr{}, fmt.Errorf("client: symlink %q in %#x: %w", name, parent, err)
 	}
@@ -198,7 +263,9 @@ func (c *Client) Readlink(ctx context.Context, ino uint64) (string, error) {
 // Link makes a hard link to ino named name in newParent.
 func (c *Client) Link(ctx context.Context, cred proto.Cred, ino, newParent uint64, name string) (proto.Attr, error) {
 	var resp proto.EntryResp
+	cred.Session = c.sessionID()
 	req := proto.LinkReq{Cred: cred, Ino: ino, NewParent: newParent, Name: name}
+	defer c.forget(newParent, []string{name}, ino, newParent)
 	if err := c.mdsCall(ctx, newParent, proto.OpLink, &req, &resp); err != nil {
 		return proto.Attr{}, fmt.Errorf("client: link %#x as %q in %#x: %w", ino, name, newParent, err)
 	}
@@ -208,6 +275,8 @@ func (c *Client) Link(ctx context.Context, cred proto.Cred, ino, newParent uint6
 
 // Unlink removes the non-directory entry name from parent.
 func (c *Client) Unlink(ctx context.Context, cred proto.Cred, parent uint64, name string) error {
+	cred.Session = c.sessionID()
+	defer c.forget(parent, []string{name}, parent)
 	if err := c.mdsCall(ctx, parent, proto.OpUnlink, &proto.UnlinkReq{Cred: cred, Parent: parent, Name: name}, nil); err != nil {
 		return fmt.Errorf("client: unlink %q in %#x: %w", name, parent, err)
 	}
@@ -216,6 +285,8 @@ func (c *Client) Unlink(ctx context.Context, cred proto.Cred, parent uint64, nam
 
 // Rmdir removes the empty directory name from parent.
 func (c *Client) Rmdir(ctx context.Context, cred proto.Cred, parent uint64, name string) error {
+	cred.Session = c.sessionID()
+	defer c.forget(parent, []string{name}, parent)
 	if err := c.mdsCall(ctx, parent, proto.OpRmdir, &proto.RmdirReq{Cred: cred, Parent: parent, Name: name}, nil); err != nil {
 		return fmt.Errorf("client: rmdir %q in %#x: %w", name, parent, err)
 	}
@@ -225,6 +296,9 @@ func (c *Client) Rmdir(ctx context.Context, cred proto.Cred, parent uint64, name
 // Rename renames parent/name to newParent/newName atomically; flags are
 // proto.RenameNoReplace or proto.RenameExchange (renameat2).
 func (c *Client) Rename(ctx context.Context, cred proto.Cred, parent uint64, name string, newParent uint64, newName string, flags uint32) error {
+	cred.Session = c.sessionID()
+	defer c.forget(parent, []string{name}, parent)
+	defer c.forget(newParent, []string{newName}, newParent)
 	req := proto.RenameReq{Cred: cred, Parent: parent, Name: name, NewParent: newParent, NewName: newName, Flags: flags}
 	if err := c.mdsCall(ctx, parent, proto.OpRename, &req, nil); err != nil {
 		return fmt.Errorf("client: rename %q in %#x to %q in %#x: %w", name, parent, newName, newParent, err)
@@ -236,13 +310,36 @@ func (c *Client) Rename(ctx context.Context, cred proto.Cred, parent uint64, nam
 // after name after ("" for the first page), with full attributes when plus is
 // set, and whether more entries follow. max <= 0 picks a page size.
 func (c *Client) Readdir(ctx context.Context, cred proto.Cred, ino uint64, after string, max int, plus bool) ([]proto.Dirent, bool, error) {
+	ents, more, _, err := c.ReaddirTTL(ctx, cred, ino, after, max, plus)
+	return ents, more, err
+}
+
+// ReaddirTTL is Readdir that also says, for plus, how long the entries and
+// their attributes may be cached (see LookupEntry).
+func (c *Client) ReaddirTTL(ctx context.Context, cred proto.Cred, ino uint64, after string, max int, plus bool) ([]proto.Dirent, bool, time.Duration, error) {
 	if max <= 0 {
 		max = readdirPage
+	}
+	gen := c.leaseGen()
+	if plus {
+		cred.Session = c.leaseSession()
 	}
 	var resp proto.ReaddirResp
 	req := proto.ReaddirReq{Cred: cred, Ino: ino, After: after, Max: max, Plus: plus}
 	if err := c.mdsCall(ctx, ino, proto.OpReaddir, &req, &resp); err != nil {
-		return nil, false, fmt.Errorf("client: readdir %#x: %w", ino, err)
+		return nil, false, 0, fmt.Errorf("client: readdir %#x: %w", ino, err)
+	}
+	var ttl time.Duration
+	if plus && resp.Lease != 0 {
+		names := make(map[string]uint64, len(resp.Entries))
+		attrs := make([]proto.Attr, 0, len(resp.Entries))
+		for _, e := range resp.Entries {
+			if e.Attr != nil {
+				names[e.Name] = e.Ino
+				attrs = append(attrs, *e.Attr)
+			}
+		}
+		ttl = c.leased(gen, resp.Lease, ino, names, attrs...)
 	}
 	if plus {
 		for i := range resp.Entries {
@@ -251,7 +348,7 @@ func (c *Client) Readdir(ctx context.Context, cred proto.Cred, ino uint64, after
 			}
 		}
 	}
-	return resp.Entries, resp.More, nil
+	return resp.Entries, resp.More, ttl, nil
 }
 
 // Access checks access(2) permission bits (4 read, 2 write, 1 execute).
@@ -274,6 +371,8 @@ func (c *Client) Getxattr(ctx context.Context, cred proto.Cred, ino uint64, name
 // Setxattr sets extended attribute name; flags are proto.XattrCreate or
 // proto.XattrReplace.
 func (c *Client) Setxattr(ctx context.Context, cred proto.Cred, ino uint64, name string, value []byte, flags uint32) error {
+	cred.Session = c.sessionID()
+	defer c.forget(0, nil, ino)
 	req := proto.SetxattrReq{Cred: cred, Ino: ino, Name: name, Value: value, Flags: flags}
 	if err := c.mdsCall(ctx, ino, proto.OpSetxattr, &req, nil); err != nil {
 		return fmt.Errorf("client: setxattr %q of %#x: %w", name, ino, err)
@@ -292,6 +391,8 @@ func (c *Client) Listxattr(ctx context.Context, cred proto.Cred, ino uint64) ([]
 
 // Removexattr removes extended attribute name.
 func (c *Client) Removexattr(ctx context.Context, cred proto.Cred, ino uint64, name string) error {
+	cred.Session = c.sessionID()
+	defer c.forget(0, nil, ino)
 	if err := c.mdsCall(ctx, ino, proto.OpRemovexattr, &proto.RemovexattrReq{Cred: cred, Ino: ino, Name: name}, nil); err != nil {
 		return fmt.Errorf("client: removexattr %q of %#x: %w", name, ino, err)
 	}
@@ -357,6 +458,7 @@ func (c *Client) GetLayout(ctx context.Context, ino uint64) (proto.GetLayoutResp
 // SetLayout sets a directory's default layout (an empty spec removes it) or
 // replaces the layout of a regular file that has never held data.
 func (c *Client) SetLayout(ctx context.Context, cred proto.Cred, ino uint64, spec layout.Spec) (proto.GetLayoutResp, error) {
+	defer c.forget(0, nil, ino)
 	var resp proto.GetLayoutResp
 	if err := c.mdsCall(ctx, ino, proto.OpSetLayout, &proto.SetLayoutReq{Cred: cred, Ino: ino, Spec: spec}, &resp); err != nil {
 		return resp, fmt.Errorf("client: setstripe %#x: %w", ino, err)
@@ -377,6 +479,7 @@ func (c *Client) SetLayout(ctx context.Context, cred proto.Cred, ino uint64, spe
 // written without client-side caching by every client, whatever its mount's
 // mode. Only the directory's owner or root may set it.
 func (c *Client) SetConsistency(ctx context.Context, cred proto.Cred, ino uint64, mode string) error {
+	defer c.forget(0, nil, ino)
 	req := proto.SetConsistencyReq{Cred: cred, Ino: ino, Mode: mode}
 	if err := c.mdsCall(ctx, ino, proto.OpSetConsistency, &req, nil); err != nil {
 		return fmt.Errorf("client: set consistency of %#x to %q: %w", ino, mode, err)

@@ -267,6 +267,7 @@ func (c *Client) recoverSession(ctx context.Context, seen uint64) error {
 		return err
 	}
 	changed := c.setMDTs(table)
+	c.syncPollers(changed)
 	if len(changed) > 0 {
 		if err := c.replay(ctx, c.sessionID(), changed); err != nil {
 			return err

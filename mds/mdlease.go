@@ -459,8 +459,14 @@ func (l *leaseTable) poll(ctx context.Context, req *proto.LeaseWaitReq, wait tim
 	l.mu.Lock()
 	ss := l.sessions[req.Session]
 	if ss == nil {
+		// A first poll is answered at once: the client learns the
+		// term, and its leases start.
 		ss = &leaseSession{held: map[uint64]int{}}
 		l.sessions[req.Session] = ss
+		wait = 0
+	}
+	if len(req.Reset) > 0 {
+		wait = 0
 	}
 	ss.lastPoll = l.now()
 	for _, id := range req.Acks {

@@ -48,6 +48,11 @@ type Config struct {
 	// HsmTimeout is how long an HSM action may go without a progress
 	// report before another agent gets it; 0 means DefaultHsmTimeout.
 	HsmTimeout time.Duration
+	// MetaLease is the metadata lease term; 0 means DefaultMetaLease.
+	MetaLease time.Duration
+	// OnService, if set, is called with the service once it exists (to
+	// export its lease counters as metrics).
+	OnService func(*Service)
 }
 
 // Run serves the metadata service until ctx ends. It refuses a store
@@ -84,9 +89,13 @@ func Serve(ctx context.Context, db *kv.DB, cfg Config) error {
 		KVDir:    embeddedDir(cfg.KV),
 
 		HsmTimeout: cfg.HsmTimeout,
+		MetaLease:  cfg.MetaLease,
 	})
 	if err != nil {
 		return err
+	}
+	if cfg.OnService != nil {
+		cfg.OnService(svc)
 	}
 	srv := rpc.NewServer(rpc.ServerConfig{Addr: cfg.Listen, Secret: cfg.Secret, Logger: log})
 	svc.Register(srv)

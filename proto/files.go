@@ -59,11 +59,11 @@ type CloseReq struct {
 type SetSizeReq struct {
 	Session uint64 `msgpack:"S,omitempty"` // the writer's session (see Cred.Session)
 	Ino     uint64 `msgpack:"i"`
-	Handle uint64 `msgpack:"h"`
-	Size   uint64 `msgpack:"s"`
-	Mtime  int64  `msgpack:"M"`
-	Sync   bool   `msgpack:"y"`
-	Epoch  uint64 `msgpack:"E,omitempty"` // as CloseReq.Epoch
+	Handle  uint64 `msgpack:"h"`
+	Size    uint64 `msgpack:"s"`
+	Mtime   int64  `msgpack:"M"`
+	Sync    bool   `msgpack:"y"`
+	Epoch   uint64 `msgpack:"E,omitempty"` // as CloseReq.Epoch
 
 	// Written and WrittenGen are as in CloseReq.
 	Written    []uint32 `msgpack:"W,omitempty"`

@@ -3,6 +3,7 @@ package fuse
 import (
 	"context"
 	"sync"
+	"time"
 
 	gofuse "github.com/hanwen/go-fuse/v2/fuse"
 
@@ -21,8 +22,9 @@ type dirHandle struct {
 
 	mu      sync.Mutex
 	entries []proto.Dirent
-	more    bool // entries after the last one remain at the MDS
-	served  bool // a reply has been made from this listing
+	until   []time.Time // per entry: its lease ends (zero: no lease)
+	more    bool        // entries after the last one remain at the MDS
+	served  bool        // a reply has been made from this listing
 }
 
 // fetch appends the next page of the listing.
@@ -31,11 +33,18 @@ func (d *dirHandle) fetch(ctx context.Context, c *client.Client, plus bool) erro
 	if n := len(d.entries); n > 0 {
 		after = d.entries[n-1].Name
 	}
-	page, more, err := c.Readdir(ctx, d.cred, d.ino, after, 0, plus)
+	page, more, ttl, err := c.ReaddirTTL(ctx, d.cred, d.ino, after, 0, plus)
 	if err != nil {
 		return err
 	}
+	var until time.Time
+	if ttl > 0 {
+		until = time.Now().Add(ttl)
+	}
 	d.entries = append(d.entries, page...)
+	for range page {
+		d.until = append(d.until, until)
+	}
 	d.more = more && len(page) > 0
 	return nil
 }
@@ -96,7 +105,7 @@ func (fs *fileSystem) readDir(cancel <-chan struct{}, in *gofuse.ReadIn, out *go
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if in.Offset == 0 && d.served {
-		d.entries, d.more = nil, false
+		d.entries, d.until, d.more = nil, nil, false
 		if err := d.fetch(ctx, fs.c, plus); err != nil {
 			return fs.status("readdir", err)
 		}
@@ -144,7 +153,7 @@ func (fs *fileSystem) readDir(cancel <-chan struct{}, in *gofuse.ReadIn, out *go
 		if attr != nil {
 			// "." and ".." carry no reference; entries without
 			// attributes are looked up by the kernel when used.
-			fs.entry(eo, attr)
+			fs.entry(eo, attr, max(time.Until(d.until[k-2]), 0))
 		}
 	}
 }

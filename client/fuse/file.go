@@ -61,14 +61,14 @@ func (fs *fileSystem) Create(cancel <-chan struct{}, in *gofuse.CreateIn, name s
 		flags |= client.OKillPrivs
 	}
 	seq, alone := fs.createStart()
-	f, err := fs.c.Create(fs.ctx(cancel), fs.cred(&in.InHeader), parent, name, in.Mode, in.Umask, flags, layout.Spec{})
+	f, ttl, err := fs.c.CreateEntry(fs.ctx(cancel), fs.cred(&in.InHeader), parent, name, in.Mode, in.Umask, flags, layout.Spec{})
 	if err != nil {
 		fs.createDone(seq, alone, parent, nil, false)
 		return fs.status("create", err)
 	}
 	a := f.Attr()
 	fs.createDone(seq, alone, parent, &a, in.Flags&syscall.O_EXCL != 0)
-	fs.entry(&out.EntryOut, &a)
+	fs.entry(&out.EntryOut, &a, ttl)
 	out.Fh = fs.addFile(f)
 	out.OpenFlags = fs.openFlags(f)
 	return gofuse.OK

@@ -34,6 +34,9 @@ type fileSystem struct {
 	log    *slog.Logger
 	root   uint64 // the Strata root inode, which the kernel calls node 1
 	strict bool
+	// leasing: the client caches metadata under leases, and the kernel
+	// may cache only what they cover (close-to-open mode).
+	leasing bool
 
 	nodesMu sync.Mutex
 	nodes   map[uint64]*node // by Strata inode number
@@ -56,6 +59,7 @@ type fileSystem struct {
 	// migrating holds the migrations running through the mount
 	// (migrate.go).
 	migrating migrations
+	inval     invalQueue // kernel invalidations for lease callbacks (inval.go)
 }
 
 var _ gofuse.RawFileSystem = (*fileSystem)(nil)
@@ -86,6 +90,7 @@ func newFileSystem(c *client.Client, opts Options) *fileSystem {
 		log:           c.Logger(),
 		root:          c.Root(),
 		strict:        opts.Consistency == client.Strict,
+		leasing:       opts.Consistency != client.Strict,
 		nodes:         map[uint64]*node{},
 		files:         map[uint64]*client.File{},
 		dirs:          map[uint64]*dirHandle{},
@@ -173,10 +178,16 @@ func splitTime(ns int64) (uint64, uint32) {
 }
 
 // timeouts returns how long the kernel may cache a name and the attributes
-// a.
-func (fs *fileSystem) timeouts(a *proto.Attr) (entry, attr time.Duration) {
+// a: as long as the client's leases on them last (ttl), if it holds any.
+func (fs *fileSystem) timeouts(a *proto.Attr, ttl time.Duration) (entry, attr time.Duration) {
 	switch {
-	case fs.strict:
+	case fs.strict || a.Flags&proto.AttrFlagStrict != 0:
+		return 0, 0
+	case ttl > 0:
+		return ttl, ttl
+	case fs.leasing:
+		// Leases are in use, and there is none on this: another
+		// client's change would not be called back here.
 		return 0, 0
 	case a.IsRegular():
 		return entryTimeout, 0
@@ -185,9 +196,10 @@ func (fs *fileSystem) timeouts(a *proto.Attr) (entry, attr time.Duration) {
 }
 
 // entry fills a reply that hands the kernel a reference to an inode and
-// counts the lookup.
-func (fs *fileSystem) entry(out *gofuse.EntryOut, a *proto.Attr) {
-	et, at := fs.timeouts(a)
+// counts the lookup; ttl is how long the client's leases on the entry and
+// attributes last (0: none).
+func (fs *fileSystem) entry(out *gofuse.EntryOut, a *proto.Attr, ttl time.Duration) {
+	et, at := fs.timeouts(a, ttl)
 	out.NodeId = fs.nodeID(a.Ino)
 	out.Generation = 0
 	out.SetEntryTimeout(et)
@@ -196,9 +208,9 @@ func (fs *fileSystem) entry(out *gofuse.EntryOut, a *proto.Attr) {
 	fs.ref(a.Ino, a)
 }
 
-// attrOut fills an attribute reply.
-func (fs *fileSystem) attrOut(out *gofuse.AttrOut, a *proto.Attr) {
-	_, at := fs.timeouts(a)
+// attrOut fills an attribute reply (ttl as for entry).
+func (fs *fileSystem) attrOut(out *gofuse.AttrOut, a *proto.Attr, ttl time.Duration) {
+	_, at := fs.timeouts(a, ttl)
 	out.SetTimeout(at)
 	fillAttr(&out.Attr, a)
 	fs.nodesMu.Lock()
@@ -247,7 +259,7 @@ func (fs *fileSystem) dirAttr(ino uint64) (proto.Attr, time.Duration, bool) {
 	if n == nil || n.cachedAt.IsZero() || n.cachedGen != fs.changes || !n.attr.IsDir() {
 		return proto.Attr{}, 0, false
 	}
-	_, at := fs.timeouts(&n.attr)
+	_, at := fs.timeouts(&n.attr, 0)
 	left := at - time.Since(n.cachedAt)
 	if left <= 0 {
 		return proto.Attr{}, 0, false
@@ -374,11 +386,11 @@ func (fs *fileSystem) keepCache(a *proto.Attr) bool {
 
 // Lookup finds name in a directory.
 func (fs *fileSystem) Lookup(cancel <-chan struct{}, h *gofuse.InHeader, name string, out *gofuse.EntryOut) gofuse.Status {
-	a, err := fs.c.Lookup(fs.ctx(cancel), fs.cred(h), fs.ino(h.NodeId), name)
+	a, ttl, err := fs.c.LookupEntry(fs.ctx(cancel), fs.cred(h), fs.ino(h.NodeId), name)
 	if err != nil {
 		return fs.status("lookup", err)
 	}
-	fs.entry(out, &a)
+	fs.entry(out, &a, ttl)
 	return gofuse.OK
 }
 
@@ -394,7 +406,7 @@ func (fs *fileSystem) GetAttr(cancel <-chan struct{}, in *gofuse.GetAttrIn, out 
 	gen := fs.changes
 	fs.nodesMu.Unlock()
 	sent := time.Now()
-	a, err := fs.c.Getattr(fs.ctx(cancel), ino)
+	a, ttl, err := fs.c.GetattrTTL(fs.ctx(cancel), ino)
 	if errors.Is(err, syscall.ENOENT) {
 		if ra, ok := fs.removedDirAttr(ino); ok {
 			a, err = ra, nil
@@ -403,7 +415,7 @@ func (fs *fileSystem) GetAttr(cancel <-chan struct{}, in *gofuse.GetAttrIn, out 
 	if err != nil {
 		return fs.status("getattr", err)
 	}
-	fs.attrOut(out, &a)
+	fs.attrOut(out, &a, ttl)
 	fs.cacheDirAttr(&a, sent, gen)
 	return gofuse.OK
 }
@@ -460,7 +472,7 @@ func (fs *fileSystem) SetAttr(cancel <-chan struct{}, in *gofuse.SetAttrIn, out 
 	if err != nil {
 		return fs.status("setattr", err)
 	}
-	fs.attrOut(out, &a)
+	fs.attrOut(out, &a, 0)
 	return gofuse.OK
 }
 
@@ -471,18 +483,18 @@ func (fs *fileSystem) Mknod(cancel <-chan struct{}, in *gofuse.MknodIn, name str
 	if err != nil {
 		return fs.status("mknod", err)
 	}
-	fs.entry(out, &a)
+	fs.entry(out, &a, 0)
 	return gofuse.OK
 }
 
 // Mkdir creates a directory; the MDS places it.
 func (fs *fileSystem) Mkdir(cancel <-chan struct{}, in *gofuse.MkdirIn, name string, out *gofuse.EntryOut) gofuse.Status {
 	defer fs.changed()
-	a, err := fs.c.Mkdir(fs.ctx(cancel), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, in.Umask, -1)
+	a, ttl, err := fs.c.MkdirEntry(fs.ctx(cancel), fs.cred(&in.InHeader), fs.ino(in.NodeId), name, in.Mode, in.Umask, -1)
 	if err != nil {
 		return fs.status("mkdir", err)
 	}
-	fs.entry(out, &a)
+	fs.entry(out, &a, ttl)
 	return gofuse.OK
 }
 
@@ -523,7 +535,7 @@ func (fs *fileSystem) Link(cancel <-chan struct{}, in *gofuse.LinkIn, name strin
 	if err != nil {
 		return fs.status("link", err)
 	}
-	fs.entry(out, &a)
+	fs.entry(out, &a, 0)
 	return gofuse.OK
 }
 
@@ -534,7 +546,7 @@ func (fs *fileSystem) Symlink(cancel <-chan struct{}, h *gofuse.InHeader, target
 	if err != nil {
 		return fs.status("symlink", err)
 	}
-	fs.entry(out, &a)
+	fs.entry(out, &a, 0)
 	return gofuse.OK
 }
 
@@ -572,6 +584,7 @@ func (fs *fileSystem) StatFs(cancel <-chan struct{}, h *gofuse.InHeader, out *go
 
 // OnUnmount closes the files the kernel left open, flushing their data.
 func (fs *fileSystem) OnUnmount() {
+	fs.stopInval()
 	fs.handlesMu.Lock()
 	files := fs.files
 	fs.files = map[uint64]*client.File{}

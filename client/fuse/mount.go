@@ -168,6 +168,11 @@ func Mount(c *client.Client, mnt string, opts Options) (*gofuse.Server, error) {
 		server.Unmount()
 		return nil, fmt.Errorf("fuse: mount %s: %w", mnt, err)
 	}
+	if !fsys.strict {
+		// Cache metadata under leases, the kernel too (inval.go).
+		fsys.startInval(server)
+		c.EnableMetaLeases()
+	}
 	servePprof(fsys.log, c)
 	return server, nil
 }

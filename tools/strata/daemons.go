@@ -145,6 +145,7 @@ run N MDS servers on it, give --listen N times (server i serves the i-th
 				Lease:    v.GetDuration("lease"),
 
 				HsmTimeout: v.GetDuration("hsm-timeout"),
+				MetaLease:  v.GetDuration("md-lease"),
 				OnListen: func(addr string) {
 					log.Info("serving", "addr", addr)
 				},
@@ -156,6 +157,9 @@ run N MDS servers on it, give --listen N times (server i serves the i-th
 				}
 				cfg.OnServe = func(srv *rpc.Server) {
 					prometheus.MustRegister(newRPCCollector("mds", srv.Stats))
+				}
+				cfg.OnService = func(s *mds.Service) {
+					prometheus.MustRegister(newLeaseCollector(s.LeaseStats))
 				}
 				err = mds.Run(ctx, cfg)
 			} else {
@@ -176,6 +180,7 @@ run N MDS servers on it, give --listen N times (server i serves the i-th
 	f.Duration("mdt-lease", mds.DefaultMDTLease, "MDT ownership lease: how long a dead MDS's MDTs wait for a takeover")
 	f.Duration("lease", mds.DefaultLease, "client lease: a silent client's opens and locks are dropped after it")
 	f.Duration("hsm-timeout", mds.DefaultHsmTimeout, "HSM action without progress reports for this long goes to another copytool")
+	f.Duration("md-lease", mds.DefaultMetaLease, "metadata lease term: how long a client may cache metadata after its last callback poll, and how long a change waits for a client that does not answer one")
 	f.String("admin", "", "address for /metrics and /debug/pprof (off if empty)")
 	f.String("log-level", "info", "debug, info, warn or error")
 	addSecretFlag(cmd)

@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/stratafs/strata/mds"
 	"github.com/stratafs/strata/oss"
 	"github.com/stratafs/strata/rpc"
 )
@@ -80,4 +81,38 @@ func (c *ossCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.errs, prometheus.CounterValue, float64(s.Errors))
 	ch <- prometheus.MustNewConstMetric(c.capDenied, prometheus.CounterValue, float64(s.CapDenied))
 	ch <- prometheus.MustNewConstMetric(c.badReqs, prometheus.CounterValue, float64(s.BadRequests))
+}
+
+// leaseCollector exports an MDS's metadata lease counters.
+type leaseCollector struct {
+	stats                                   func() mds.LeaseStats
+	grants, revokes, acks, expired, holders *prometheus.Desc
+}
+
+func newLeaseCollector(stats func() mds.LeaseStats) *leaseCollector {
+	return &leaseCollector{
+		stats:   stats,
+		grants:  prometheus.NewDesc("strata_mds_lease_grants_total", "Metadata lease grants.", nil, nil),
+		revokes: prometheus.NewDesc("strata_mds_lease_callbacks_total", "Metadata lease callbacks sent.", nil, nil),
+		acks:    prometheus.NewDesc("strata_mds_lease_acks_total", "Metadata lease callbacks acknowledged.", nil, nil),
+		expired: prometheus.NewDesc("strata_mds_lease_evictions_total", "Clients evicted for leaving a callback unanswered.", nil, nil),
+		holders: prometheus.NewDesc("strata_mds_leased_inodes", "Inodes on which some client holds a lease.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *leaseCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.grants, c.revokes, c.acks, c.expired, c.holders} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *leaseCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats()
+	ch <- prometheus.MustNewConstMetric(c.grants, prometheus.CounterValue, float64(s.Grants))
+	ch <- prometheus.MustNewConstMetric(c.revokes, prometheus.CounterValue, float64(s.Revokes))
+	ch <- prometheus.MustNewConstMetric(c.acks, prometheus.CounterValue, float64(s.Acks))
+	ch <- prometheus.MustNewConstMetric(c.expired, prometheus.CounterValue, float64(s.Expired))
+	ch <- prometheus.MustNewConstMetric(c.holders, prometheus.GaugeValue, float64(s.Holders))
 }

@@ -51,6 +51,8 @@ type Options struct {
 	TiKV bool
 	// MDTLease is the MDSes' MDT ownership lease; 0: the default.
 	MDTLease time.Duration
+	// MetaLease is the MDSes' metadata lease term; 0: the default.
+	MetaLease time.Duration
 }
 
 // Cluster is a running cluster.
@@ -138,7 +140,7 @@ func (cl *Cluster) startOne(tb testing.TB, ctx context.Context, dir string, opts
 	addr := make(chan string, 1)
 	cl.run("mds", func() error {
 		return mds.Run(ctx, mds.Config{KV: kvURL, Listen: "127.0.0.1:0", Secret: cl.Secret, Logger: cl.log,
-			MDTLease: opts.MDTLease, OnListen: func(a string) { addr <- a }})
+			MDTLease: opts.MDTLease, MetaLease: opts.MetaLease, OnListen: func(a string) { addr <- a }})
 	})
 	select {
 	case cl.MDS = <-addr:
@@ -184,7 +186,8 @@ func (cl *Cluster) startShared(tb testing.TB, ctx context.Context, dir string, o
 		addr := make(chan string, 1)
 		cl.run(fmt.Sprintf("mds%d", i), func() error {
 			return mds.Serve(sctx, db, mds.Config{Listen: "127.0.0.1:0", Secret: cl.Secret, Logger: cl.log,
-				MDTs: mdts, Standby: len(mdts) == 0, MDTLease: opts.MDTLease, OnListen: func(a string) { addr <- a }})
+				MDTs: mdts, Standby: len(mdts) == 0, MDTLease: opts.MDTLease, MetaLease: opts.MetaLease,
+				OnListen: func(a string) { addr <- a }})
 		})
 		select {
 		case a := <-addr:

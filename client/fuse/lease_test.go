@@ -1,0 +1,224 @@
+package fuse
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stratafs/strata/client"
+	"github.com/stratafs/strata/client/internal/testcluster"
+	"github.com/stratafs/strata/proto"
+)
+
+// The two-client coherence suite: both mounts cache (close-to-open mode
+// under metadata leases; strict mode caches nothing), and every change one
+// makes shows on the other as soon as the change returns, with no waiting:
+// the change commits only once the other's cache, and its kernel's, have
+// dropped what it changes.
+
+// leaseMounts starts a cluster and mounts it twice in mode.
+func leaseMounts(t *testing.T, mode string, opts testcluster.Options) (cl *testcluster.Cluster, a, b string, ca, cb *client.Client) {
+	t.Helper()
+	requireFUSE(t)
+	cl = testcluster.Start(t, opts)
+	ca = cl.Client(t, client.Config{Consistency: mode})
+	cb = cl.Client(t, client.Config{Consistency: mode})
+	return cl, mount(t, ca, Options{}), mount(t, cb, Options{}), ca, cb
+}
+
+// statOK stats path, failing the test on an error.
+func statOK(t *testing.T, path string) os.FileInfo {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi
+}
+
+// wantGone fails unless path does not exist.
+func wantGone(t *testing.T, path string) {
+	t.Helper()
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s: got %v, want ENOENT", path, err)
+	}
+}
+
+func TestCoherenceTwoMounts(t *testing.T) {
+	for _, mode := range []string{client.CloseToOpen, client.Strict} {
+		t.Run(mode, func(t *testing.T) { testCoherence(t, mode) })
+	}
+}
+
+func testCoherence(t *testing.T, mode string) {
+	_, a, b, _, cb := leaseMounts(t, mode, testcluster.Options{})
+	at := func(m, p string) string { return filepath.Join(m, p) }
+
+	// Both see a new file; b caches it.
+	if err := os.WriteFile(at(a, "f"), []byte("one"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if fi := statOK(t, at(b, "f")); fi.Size() != 3 {
+			t.Fatalf("size %d on the other mount", fi.Size())
+		}
+	}
+	if mode == client.CloseToOpen {
+		// Repeated stats of an unchanged file stay on the client.
+		before := cb.LeaseStats().Misses
+		for range 5 {
+			statOK(t, at(b, "f"))
+		}
+		if got := cb.LeaseStats().Misses - before; got > 0 {
+			t.Fatalf("%d of 5 stats of an unchanged file went to the MDS", got)
+		}
+	}
+
+	// chmod.
+	if err := os.Chmod(at(a, "f"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if fi := statOK(t, at(b, "f")); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v after chmod on the other mount", fi.Mode())
+	}
+
+	// write + close: size and data.
+	if err := os.WriteFile(at(a, "f"), []byte("a longer content"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if fi := statOK(t, at(b, "f")); fi.Size() != 16 {
+		t.Fatalf("size %d after write and close on the other mount, want 16", fi.Size())
+	}
+	if got, err := os.ReadFile(at(b, "f")); err != nil || string(got) != "a longer content" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+
+	// truncate.
+	if err := os.Truncate(at(a, "f"), 4); err != nil {
+		t.Fatal(err)
+	}
+	if fi := statOK(t, at(b, "f")); fi.Size() != 4 {
+		t.Fatalf("size %d after truncate on the other mount, want 4", fi.Size())
+	}
+
+	// ACL: a gives user 4321 read access; b reads it back.
+	acl := []byte{2, 0, 0, 0, // version 2
+		1, 0, 6, 0, 0xff, 0xff, 0xff, 0xff, // user::rw-
+		2, 0, 4, 0, 0xe1, 0x10, 0, 0, // user:4321:r--
+		4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, // group::---
+		0x10, 0, 4, 0, 0xff, 0xff, 0xff, 0xff, // mask::r--
+		0x20, 0, 0, 0, 0xff, 0xff, 0xff, 0xff} // other::---
+	if err := syscall.Setxattr(at(a, "f"), "system.posix_acl_access", acl, 0); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 256)
+	n, err := syscall.Getxattr(at(b, "f"), "system.posix_acl_access", buf)
+	if err != nil || !bytes.Equal(buf[:n], acl) {
+		t.Fatalf("ACL on the other mount: % x, %v", buf[:max(n, 0)], err)
+	}
+	if fi := statOK(t, at(b, "f")); fi.Mode().Perm() != 0o640 {
+		t.Fatalf("mode %v after setting an ACL with mask r--, want -rw-r-----", fi.Mode())
+	}
+
+	// rename, then unlink.
+	statOK(t, at(b, "f"))
+	if err := os.Rename(at(a, "f"), at(a, "g")); err != nil {
+		t.Fatal(err)
+	}
+	wantGone(t, at(b, "f"))
+	if fi := statOK(t, at(b, "g")); fi.Size() != 4 {
+		t.Fatalf("renamed file has size %d", fi.Size())
+	}
+	if err := os.Remove(at(a, "g")); err != nil {
+		t.Fatal(err)
+	}
+	wantGone(t, at(b, "g"))
+
+	// Directories: mkdir, a name inside, rmdir.
+	if err := os.Mkdir(at(a, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	statOK(t, at(b, "d"))
+	if err := os.WriteFile(at(b, "d/x"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	statOK(t, at(a, "d/x"))
+	if err := os.Remove(at(a, "d/x")); err != nil {
+		t.Fatal(err)
+	}
+	wantGone(t, at(b, "d/x"))
+	ents, err := os.ReadDir(at(b, "d"))
+	if err != nil || len(ents) != 0 {
+		t.Fatalf("listing after unlink on the other mount: %v, %v", ents, err)
+	}
+	if err := os.Remove(at(a, "d")); err != nil {
+		t.Fatal(err)
+	}
+	wantGone(t, at(b, "d"))
+}
+
+// TestLeaseHungClientEvicted: a client that does not answer a callback
+// (its callback handling hangs) is evicted once its leases run out, and
+// the change goes ahead; the client then works again, under a new session.
+func TestLeaseHungClientEvicted(t *testing.T) {
+	const term = time.Second
+	cl := testcluster.Start(t, testcluster.Options{MetaLease: term})
+	ca := cl.Client(t, client.Config{})
+	cb := cl.Client(t, client.Config{MetaLeases: true})
+	ctx := context.Background()
+	f, err := ca.Create(ctx, proto.Cred{}, ca.Root(), "f", 0o644, 0, os.O_RDWR, ca.Defaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	hang := make(chan struct{})
+	defer close(hang)
+	hung := make(chan struct{}, 1)
+	cb.SetLeaseNotify(func(uint64, []string) <-chan struct{} {
+		select {
+		case hung <- struct{}{}:
+		default:
+		}
+		<-hang
+		return nil
+	})
+	// b takes a lease (its first lookups may race its first poll).
+	for {
+		if _, ttl, err := cb.LookupEntry(ctx, proto.Cred{}, cb.Root(), "f"); err != nil {
+			t.Fatal(err)
+		} else if ttl > 0 {
+			break
+		}
+	}
+	session := cb.SessionID()
+	start := time.Now()
+	if _, err := ca.Setattr(ctx, proto.Cred{}, f.Ino(), proto.SetattrReq{Valid: proto.SetMode, Mode: 0o600}); err != nil {
+		t.Fatal(err)
+	}
+	<-hung
+	if waited := time.Since(start); waited > 3*term {
+		t.Fatalf("the change waited %v for a hung client with a %v lease term", waited, term)
+	}
+	// b is evicted (the MDS does it in the background): a request of
+	// its old session fails and it starts a new one.
+	deadline := time.Now().Add(30 * time.Second)
+	for cb.SessionID() == session {
+		if time.Now().After(deadline) {
+			t.Fatal("the client that left a callback unanswered kept its session")
+		}
+		a, err := cb.Getattr(ctx, f.Ino())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Mode&0o777 != 0o600 {
+			t.Fatalf("mode %#o on the client that missed the callback, want 0600", a.Mode&0o777)
+		}
+	}
+}
