@@ -42,8 +42,8 @@ type tombstones struct {
 
 	mu      sync.Mutex
 	f       vfile
-	size    int64                    // bytes in the log
-	records int                      // records in the log
+	size    int64                     // bytes in the log
+	records int                       // records in the log
 	dead    map[layout.ObjectID]int64 // destroy time, unix nanoseconds
 }
 
