@@ -28,6 +28,9 @@ import (
 // cache starts over (the MDS still counts the leases, harmlessly).
 const maxLeased = 1 << 20
 
+// leaseMarks bounds the change marks kept for replies in flight.
+const leaseMarks = 1 << 16
+
 // leasePollError is how long a poller waits after a failed poll.
 const leasePollError = 200 * time.Millisecond
 
@@ -46,15 +49,23 @@ type note struct {
 
 // leaseCache is what the client holds under leases.
 type leaseCache struct {
-	mu     sync.Mutex
-	gen    uint64                       // bumped by every callback and drop
-	until  map[uint32]time.Time         // MDT -> its leases are good until
-	attrs  map[uint64]proto.Attr        // leased attributes
-	names  map[uint64]map[string]uint64 // leased directories -> name -> inode
-	resets map[uint32]bool              // MDTs dropped, to tell their owner
-	acks   map[string][]uint64          // per MDS: callbacks handled, to acknowledge
-	notify func(ino uint64, names []string) <-chan struct{}
-	notes  []note // invalidations to hand to notify, outside mu
+	mu sync.Mutex
+	// gen counts changes: a request takes it before it is sent, and its
+	// reply is cached only where no mark is newer (attrGen: attributes,
+	// dirGen: a directory's names, by callback; nameGen: one name, by
+	// this client's change) and gen is not below floor.
+	gen     uint64
+	floor   uint64
+	attrGen map[uint64]uint64
+	dirGen  map[uint64]uint64
+	nameGen map[dirName]uint64
+	until   map[uint32]time.Time         // MDT -> its leases are good until
+	attrs   map[uint64]proto.Attr        // leased attributes
+	names   map[uint64]map[string]uint64 // leased directories -> name -> inode
+	resets  map[uint32]bool              // MDTs dropped, to tell their owner
+	acks    map[string][]uint64          // per MDS: callbacks handled, to acknowledge
+	notify  func(ino uint64, names []string) <-chan struct{}
+	notes   []note // invalidations to hand to notify, outside mu
 
 	on      atomic.Bool // EnableMetaLeases was called
 	pollers map[string]context.CancelFunc
@@ -64,6 +75,9 @@ type leaseCache struct {
 }
 
 func (l *leaseCache) init() {
+	l.attrGen = map[uint64]uint64{}
+	l.dirGen = map[uint64]uint64{}
+	l.nameGen = map[dirName]uint64{}
 	l.until = map[uint32]time.Time{}
 	l.attrs = map[uint64]proto.Attr{}
 	l.names = map[uint64]map[string]uint64{}
@@ -160,10 +174,11 @@ func (c *Client) cachedLookup(parent uint64, name string) (proto.Attr, time.Dura
 	return a, ttl, true
 }
 
-// leased records what a reply granted, if no callback came since gen, and
-// returns how long it is good (0: not cached). dir, if not zero, is the
-// directory whose names are leased, with names mapping to the inodes of
-// attrs.
+// leased records what a reply granted, except what changed since gen
+// (a callback, or this client's own change, since the request was sent),
+// and returns how long the kernel may cache the reply (0: not all of it is
+// cached). dir, if not zero, is the directory whose names are leased, with
+// names mapping to the inodes of attrs.
 func (c *Client) leased(gen uint64, lease uint32, dir uint64, names map[string]uint64, attrs ...proto.Attr) time.Duration {
 	if lease == 0 || c.leaseSession() == 0 {
 		return 0
@@ -171,7 +186,7 @@ func (c *Client) leased(gen uint64, lease uint32, dir uint64, names map[string]u
 	l := &c.leases
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.gen != gen {
+	if gen < l.floor {
 		return 0
 	}
 	inos := make([]uint64, 0, len(attrs)+1)
@@ -189,24 +204,62 @@ func (c *Client) leased(gen uint64, lease uint32, dir uint64, names map[string]u
 		clear(l.attrs)
 		clear(l.names)
 	}
+	whole := true
+	fresh := map[uint64]bool{}
 	for _, a := range attrs {
+		if l.attrGen[a.Ino] > gen {
+			whole = false
+			continue
+		}
 		l.attrs[a.Ino] = a
+		fresh[a.Ino] = true
 	}
 	if dir != 0 {
+		if l.dirGen[dir] > gen {
+			return 0
+		}
 		m := l.names[dir]
 		if m == nil {
 			m = map[string]uint64{}
 			l.names[dir] = m
 		}
 		for n, ino := range names {
+			if !fresh[ino] || l.nameGen[dirName{dir, n}] > gen {
+				whole = false
+				continue
+			}
 			m[n] = ino
 		}
+	}
+	if !whole {
+		return 0
 	}
 	return ttl
 }
 
+// dirName is a name in a directory.
+type dirName struct {
+	dir  uint64
+	name string
+}
+
+// touchLocked advances the generation; what changes now is marked with it.
+// Call with mu held.
+func (l *leaseCache) touchLocked() uint64 {
+	l.gen++
+	if len(l.attrGen)+len(l.nameGen)+len(l.dirGen) > leaseMarks {
+		// Forget the marks: a reply in flight from before is not
+		// cached.
+		l.floor = l.gen
+		clear(l.attrGen)
+		clear(l.nameGen)
+		clear(l.dirGen)
+	}
+	return l.gen
+}
+
 // forget drops what this client's own change made stale: the attributes of
-// inos, and names of dir (every name if none are given but all is set).
+// inos, and names of dir (with the attributes of what they named).
 func (c *Client) forget(dir uint64, names []string, inos ...uint64) {
 	if !c.leases.on.Load() {
 		return
@@ -214,14 +267,17 @@ func (c *Client) forget(dir uint64, names []string, inos ...uint64) {
 	l := &c.leases
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.gen++
+	g := l.touchLocked()
 	for _, ino := range inos {
 		delete(l.attrs, ino)
+		l.attrGen[ino] = g
 	}
-	if m := l.names[dir]; m != nil {
-		for _, n := range names {
+	for _, n := range names {
+		l.nameGen[dirName{dir, n}] = g
+		if m := l.names[dir]; m != nil {
 			if ino, ok := m[n]; ok {
 				delete(l.attrs, ino)
+				l.attrGen[ino] = g
 				delete(m, n)
 			}
 		}
@@ -230,9 +286,11 @@ func (c *Client) forget(dir uint64, names []string, inos ...uint64) {
 
 // revoke applies a callback. Call with mu held.
 func (l *leaseCache) revokeLocked(r proto.Revoke) {
-	l.gen++
+	g := l.touchLocked()
 	l.revokes.Add(1)
 	delete(l.attrs, r.Ino)
+	l.attrGen[r.Ino] = g
+	l.dirGen[r.Ino] = g
 	names := r.Names
 	if m, ok := l.names[r.Ino]; ok {
 		// The lease on the directory is gone: so is every name the
@@ -272,7 +330,7 @@ func (l *leaseCache) dropMDTsLocked(mdts []uint32) {
 	if len(mdts) == 0 {
 		return
 	}
-	l.gen++
+	l.floor = l.touchLocked() // nothing in flight is cached
 	for _, m := range mdts {
 		delete(l.until, m)
 		l.resets[m] = true

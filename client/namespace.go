@@ -169,7 +169,7 @@ func (c *Client) CreateEntry(ctx context.Context, cred proto.Cred, parent uint64
 	if err != nil {
 		return nil, 0, fmt.Errorf("client: create %q in %#x: %w", name, parent, err)
 	}
-	ttl := c.leased(gen+1, resp.Lease, parent, map[string]uint64{name: resp.Attr.Ino}, resp.Attr)
+	ttl := c.leased(gen, resp.Lease, parent, map[string]uint64{name: resp.Attr.Ino}, resp.Attr)
 	return c.newFile(cred, flags, &resp), ttl, nil
 }
 
@@ -222,7 +222,7 @@ func (c *Client) MkdirEntry(ctx context.Context, cred proto.Cred, parent uint64,
 	if err != nil {
 		return proto.Attr{}, 0, fmt.Errorf("client: mkdir %q in %#x: %w", name, parent, err)
 	}
-	ttl := c.leased(gen+1, resp.Lease, parent, map[string]uint64{name: resp.Attr.Ino}, resp.Attr)
+	ttl := c.leased(gen, resp.Lease, parent, map[string]uint64{name: resp.Attr.Ino}, resp.Attr)
 	return resp.Attr, ttl, nil
 }
 
