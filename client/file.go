@@ -507,9 +507,7 @@ func (f *File) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), f.c.cfg.RecoveryTimeout+time.Minute)
 		defer cancel()
 		cerr := f.c.mdsCall(ctx, f.ino, proto.OpClose, &req, &resp)
-		if f.canWrite() {
-			f.c.forget(0, nil, f.ino)
-		}
+		f.c.forget(0, nil, f.ino)
 		if errors.Is(cerr, syscall.EBADF) && !req.Wrote {
 			// A read handle the MDS no longer has (a resend of a close
 			// that went through, or one dropped by a restart): closed.

@@ -28,6 +28,9 @@ import (
 // cache starts over (the MDS still counts the leases, harmlessly).
 const maxLeased = 1 << 20
 
+// maxName is the longest name the MDS accepts (NAME_MAX).
+const maxName = 255
+
 // leaseMarks bounds the change marks kept for replies in flight.
 const leaseMarks = 1 << 16
 
@@ -62,10 +65,14 @@ type leaseCache struct {
 	until   map[uint32]time.Time         // MDT -> its leases are good until
 	attrs   map[uint64]proto.Attr        // leased attributes
 	names   map[uint64]map[string]uint64 // leased directories -> name -> inode
-	resets  map[uint32]bool              // MDTs dropped, to tell their owner
-	acks    map[string][]uint64          // per MDS: callbacks handled, to acknowledge
-	notify  func(ino uint64, names []string) <-chan struct{}
-	notes   []note // invalidations to hand to notify, outside mu
+	// complete: leased directories whose every name is in names (made
+	// here, empty, and under lease since): a name not there does not
+	// exist, and a create's lookup needs no MDS.
+	complete map[uint64]bool
+	resets   map[uint32]bool     // MDTs dropped, to tell their owner
+	acks     map[string][]uint64 // per MDS: callbacks handled, to acknowledge
+	notify   func(ino uint64, names []string) <-chan struct{}
+	notes    []note // invalidations to hand to notify, outside mu
 
 	on      atomic.Bool // EnableMetaLeases was called
 	pollers map[string]context.CancelFunc
@@ -81,6 +88,7 @@ func (l *leaseCache) init() {
 	l.until = map[uint32]time.Time{}
 	l.attrs = map[uint64]proto.Attr{}
 	l.names = map[uint64]map[string]uint64{}
+	l.complete = map[uint64]bool{}
 	l.resets = map[uint32]bool{}
 	l.acks = map[string][]uint64{}
 	l.pollers = map[string]context.CancelFunc{}
@@ -180,12 +188,16 @@ func (c *Client) cachedLookup(parent uint64, name string) (proto.Attr, time.Dura
 // cached). dir, if not zero, is the directory whose names are leased, with
 // names mapping to the inodes of attrs.
 func (c *Client) leased(gen uint64, lease uint32, dir uint64, names map[string]uint64, attrs ...proto.Attr) time.Duration {
-	if lease == 0 || c.leaseSession() == 0 {
+	if c.leaseSession() == 0 {
 		return 0
 	}
 	l := &c.leases
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if lease == 0 {
+		delete(l.complete, dir) // names may exist that are not cached
+		return 0
+	}
 	if gen < l.floor {
 		return 0
 	}
@@ -203,6 +215,7 @@ func (c *Client) leased(gen uint64, lease uint32, dir uint64, names map[string]u
 	if len(l.attrs) >= maxLeased {
 		clear(l.attrs)
 		clear(l.names)
+		clear(l.complete)
 	}
 	whole := true
 	fresh := map[uint64]bool{}
@@ -232,9 +245,35 @@ func (c *Client) leased(gen uint64, lease uint32, dir uint64, names map[string]u
 		}
 	}
 	if !whole {
+		delete(l.complete, dir) // a name may be missing now
 		return 0
 	}
 	return ttl
+}
+
+// leasedEmptyDir marks dir, which this client just made and holds a lease
+// on, as known completely (see complete).
+func (c *Client) leasedEmptyDir(dir uint64) {
+	l := &c.leases
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.names[dir]; !ok && l.dirGen[dir] == 0 {
+		l.names[dir] = map[string]uint64{}
+		l.complete[dir] = true
+	}
+}
+
+// cachedAbsent reports whether name is known not to exist in parent: the
+// client knows parent completely, under a lease still good.
+func (c *Client) cachedAbsent(parent uint64, name string) bool {
+	l := &c.leases
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(name) > maxName || !l.complete[parent] || l.ttlLocked(time.Now(), parent) <= 0 {
+		return false // (the MDS says what is wrong with a bad name)
+	}
+	_, ok := l.names[parent][name]
+	return !ok
 }
 
 // dirName is a name in a directory.
@@ -272,6 +311,11 @@ func (c *Client) forget(dir uint64, names []string, inos ...uint64) {
 		delete(l.attrs, ino)
 		l.attrGen[ino] = g
 	}
+	if len(names) > 0 {
+		// (The change may have failed: whether the name exists is
+		// not known here any more.)
+		delete(l.complete, dir)
+	}
 	for _, n := range names {
 		l.nameGen[dirName{dir, n}] = g
 		if m := l.names[dir]; m != nil {
@@ -302,6 +346,7 @@ func (l *leaseCache) revokeLocked(r proto.Revoke) {
 		}
 		delete(l.names, r.Ino)
 	}
+	delete(l.complete, r.Ino)
 	l.notes = append(l.notes, note{r.Ino, names})
 }
 
@@ -348,6 +393,7 @@ func (l *leaseCache) dropMDTsLocked(mdts []uint32) {
 				names = append(names, n)
 			}
 			delete(l.names, dir)
+			delete(l.complete, dir)
 			l.notes = append(l.notes, note{dir, names})
 		}
 	}

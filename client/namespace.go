@@ -36,6 +36,10 @@ func (c *Client) LookupEntry(ctx context.Context, cred proto.Cred, parent uint64
 		c.merge(&a)
 		return a, ttl, nil
 	}
+	if c.cachedAbsent(parent, name) {
+		c.leases.hits.Add(1)
+		return proto.Attr{}, 0, fmt.Errorf("client: lookup %q in %#x: %w", name, parent, syscall.ENOENT)
+	}
 	gen := c.leaseGen()
 	cred.Session = c.leaseSession()
 	var resp proto.EntryResp
@@ -192,7 +196,14 @@ func (c *Client) Open(ctx context.Context, cred proto.Cred, ino uint64, flags in
 	}
 	req := proto.OpenReq{Cred: cred, Session: c.sessionID(), Ino: ino, Flags: uint32(flags), KillPrivs: flags&OKillPrivs != 0}
 	var resp proto.OpenResp
-	if err := c.mdsCall(ctx, ino, proto.OpOpen, &req, &resp); err != nil {
+	err := c.mdsCall(ctx, ino, proto.OpOpen, &req, &resp)
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || trunc {
+		// An open for writing may truncate, clear set-id bits, mark
+		// an archived file dirty: the callback for it is not waited
+		// for here.
+		c.forget(0, nil, ino)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("client: open %#x: %w", ino, err)
 	}
 	f := c.newFile(cred, flags, &resp)
@@ -223,6 +234,9 @@ func (c *Client) MkdirEntry(ctx context.Context, cred proto.Cred, parent uint64,
 		return proto.Attr{}, 0, fmt.Errorf("client: mkdir %q in %#x: %w", name, parent, err)
 	}
 	ttl := c.leased(gen, resp.Lease, parent, map[string]uint64{name: resp.Attr.Ino}, resp.Attr)
+	if ttl > 0 {
+		c.leasedEmptyDir(resp.Attr.Ino)
+	}
 	return resp.Attr, ttl, nil
 }
 
@@ -232,7 +246,7 @@ func (c *Client) Mknod(ctx context.Context, cred proto.Cred, parent uint64, name
 	var resp proto.EntryResp
 	cred.Session = c.sessionID()
 	req := proto.MknodReq{Cred: cred, Parent: parent, Name: name, Mode: mode, Umask: umask & 0o777, Rdev: rdev}
-	defer c.forget(0, nil, parent)
+	defer c.forget(parent, []string{name}, parent)
 	if err := c.mdsCall(ctx, parent, proto.OpMknod, &req, &resp); err != nil {
 		return proto.Attr{}, fmt.Errorf("client: mknod %q in %#x: %w", name, parent, err)
 	}
@@ -244,7 +258,7 @@ func (c *Client) Symlink(ctx context.Context, cred proto.Cred, parent uint64, na
 	var resp proto.EntryResp
 	cred.Session = c.sessionID()
 	req := proto.SymlinkReq{Cred: cred, Parent: parent, Name: name, Target: target}
-	defer c.forget(0, nil, parent)
+	defer c.forget(parent, []string{name}, parent)
 	if err := c.mdsCall(ctx, parent, proto.OpSymlink, &req, &resp); err != nil {
 		return proto.Attr{}, fmt.Errorf("client: symlink %q in %#x: %w", name, parent, err)
 	}

@@ -160,6 +160,21 @@ func testCoherence(t *testing.T, mode string) {
 		t.Fatal(err)
 	}
 	wantGone(t, at(b, "d"))
+
+	// A directory b made knows all its names, and answers a lookup of
+	// a missing one itself, until another client adds one.
+	if err := os.Mkdir(at(b, "e"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	wantGone(t, at(b, "e/y"))
+	if err := os.WriteFile(at(a, "e/y"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	statOK(t, at(b, "e/y"))
+	if err := os.WriteFile(at(b, "e/z"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	statOK(t, at(a, "e/z"))
 }
 
 // TestLeaseHungClientEvicted: a client that does not answer a callback
