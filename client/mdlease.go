@@ -476,6 +476,15 @@ func (c *Client) pollLeases(ctx context.Context, addr string) {
 			l.mu.Unlock()
 			l.deliver()
 			c.log.Debug("client: lease poll", "mds", addr, "err", err)
+			if recoverable(err) {
+				// The MDS may be gone for good and its MDTs
+				// taken over: learn the owners now (an idle
+				// client would only at its next renewal), so
+				// that the new owner hears the reset soon.
+				if rerr := c.recoverSession(ctx, c.rec.gen.Load()); rerr != nil {
+					c.log.Debug("client: recover after a failed lease poll", "err", rerr)
+				}
+			}
 			select {
 			case <-ctx.Done():
 				return

@@ -237,3 +237,38 @@ func TestLeaseHungClientEvicted(t *testing.T) {
 		}
 	}
 }
+
+// TestLeasesAcrossTakeover: a mount caching a file's attributes under a
+// lease from an MDS that dies sees another mount's change made through the
+// standby that took the MDT over: the new owner honours the leases of
+// before (it waits for the mounts to drop them), and the mounts drop them
+// when their polls fail.
+func TestLeasesAcrossTakeover(t *testing.T) {
+	cl, a, b, _, cb := leaseMounts(t, client.CloseToOpen, testcluster.Options{
+		MDSes: [][]uint32{{0}, {}}, MDTLease: time.Second})
+	if err := os.WriteFile(filepath.Join(a, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		statOK(t, filepath.Join(b, "f"))
+	}
+	before := cb.LeaseStats().Misses
+	statOK(t, filepath.Join(b, "f"))
+	if cb.LeaseStats().Misses != before {
+		t.Fatal("the second mount does not cache the file")
+	}
+	cl.StopMDS(0)
+	stopped := time.Now()
+	// The change waits through the outage and the takeover.
+	if err := os.Chmod(filepath.Join(a, "f"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("chmod through the takeover took %v", time.Since(stopped))
+	if fi := statOK(t, filepath.Join(b, "f")); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v on the other mount after a chmod through the new MDT owner", fi.Mode())
+	}
+	if err := os.WriteFile(filepath.Join(a, "g"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	statOK(t, filepath.Join(b, "g"))
+}
