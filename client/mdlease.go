@@ -213,9 +213,17 @@ func (c *Client) leased(gen uint64, lease uint32, dir uint64, names map[string]u
 		return 0
 	}
 	if len(l.attrs) >= maxLeased {
+		// Start over, and have the MDSes forget what they leased
+		// here (a reset), or they would keep calling it back.
 		clear(l.attrs)
 		clear(l.names)
 		clear(l.complete)
+		for m := range l.until {
+			l.resets[m] = true
+			delete(l.until, m)
+		}
+		l.floor = l.touchLocked()
+		return 0
 	}
 	whole := true
 	fresh := map[uint64]bool{}

@@ -38,6 +38,10 @@ const leaseContention = 500 * time.Millisecond
 // leasePruneAt bounds the per-inode change marks kept for grants in flight.
 const leasePruneAt = 1 << 16
 
+// maxHeldPerSession bounds the leases one session holds here (a client
+// that stats a huge tree): past it, it gets no more until it resets.
+const maxHeldPerSession = 1 << 21
+
 // leaseTable is the lease state of one MDS.
 type leaseTable struct {
 	term time.Duration
@@ -113,7 +117,7 @@ func (l *leaseTable) grant(session, tok uint64, inos ...uint64) uint32 {
 	defer l.mu.Unlock()
 	ss := l.sessions[session]
 	now := l.now()
-	if ss == nil || now.Sub(ss.lastPoll) >= l.term || tok < l.floor {
+	if ss == nil || now.Sub(ss.lastPoll) >= l.term || tok < l.floor || len(ss.held)+len(inos) > maxHeldPerSession {
 		return 0
 	}
 	for _, ino := range inos {
