@@ -120,6 +120,7 @@ type Client struct {
 	locks lockOwners // who may hold locks, so close releases only those
 
 	leases leaseCache // metadata held under leases (mdlease.go)
+	rel    releaser   // deferred releases of read-only handles (release.go)
 
 	bg   context.Context // lives until Close; owns background work
 	stop context.CancelFunc
@@ -168,13 +169,15 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	c.budget.init(cfg.WriteBehindTotal)
 	c.rec.init()
 	c.leases.init()
+	c.rel.init()
 	if err := c.connect(ctx); err != nil {
 		c.rpc.Close()
 		return nil, err
 	}
 	c.bg, c.stop = context.WithCancel(context.Background())
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go c.renewLoop()
+	go c.releaseLoop()
 	if cfg.MetaLeases {
 		c.EnableMetaLeases()
 	}
@@ -223,10 +226,11 @@ func (c *Client) Close() error {
 				first = err
 			}
 		}
-		c.stop()
-		c.wg.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		c.flushReleases(ctx)
+		c.stop()
+		c.wg.Wait()
 		c.mu.RLock()
 		addr, sess := c.mdsAddr, c.session
 		c.mu.RUnlock()

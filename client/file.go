@@ -503,6 +503,15 @@ func (f *File) Close() error {
 		in.mu.Unlock()
 		f.closed.Store(true)
 		f.ra.close()
+		if !f.canWrite() {
+			// Nothing to report and nothing to learn: deferred
+			// and batched (release.go).
+			f.c.deferRelease(req)
+			f.c.forget(0, nil, f.ino)
+			f.c.releaseInode(in, f)
+			f.err = err
+			return
+		}
 		var resp proto.AttrResp
 		ctx, cancel := context.WithTimeout(context.Background(), f.c.cfg.RecoveryTimeout+time.Minute)
 		defer cancel()

@@ -339,6 +339,25 @@ func (s *Service) Close(ctx context.Context, req *proto.CloseReq) (*proto.AttrRe
 	return &proto.AttrResp{Attr: attr}, nil
 }
 
+// CloseMany releases a batch of read-only handles (see proto.CloseManyReq).
+// A handle of a write open is refused: its close carries what was written.
+func (s *Service) CloseMany(ctx context.Context, req *proto.CloseManyReq) error {
+	var first error
+	for i := range req.Closes {
+		c := &req.Closes[i]
+		if c.Wrote {
+			return fmt.Errorf("mds: a batched close of handle %#x reports writes: %w", c.Handle, syscall.EINVAL)
+		}
+		if h, err := s.open.get(c.Handle, c.Ino); err == nil && h.rights&proto.RightWrite != 0 {
+			return fmt.Errorf("mds: a batched close of write handle %#x: %w", c.Handle, syscall.EINVAL)
+		}
+		if _, err := s.Close(ctx, c); err != nil && !isErrno(err, syscall.EBADF) && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
 // release removes a handle from the open table, merges what its writer
 // reported (w, may be nil), deletes the handle's record if it was open for
 // writing, and destroys the file if this was the last handle of an orphan.

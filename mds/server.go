@@ -183,6 +183,7 @@ func (s *Service) Register(srv *rpc.Server) {
 
 	serve(s, srv, proto.OpOpen, s.Open)
 	serve(s, srv, proto.OpClose, s.Close)
+	serveEmpty(s, srv, proto.OpCloseMany, s.CloseMany)
 	serve(s, srv, proto.OpSetSize, s.SetSize)
 	serve(s, srv, proto.OpGetCap, s.GetCap)
 	serve(s, srv, proto.OpAppend, s.Append)

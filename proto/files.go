@@ -53,6 +53,14 @@ type CloseReq struct {
 	WrittenGen uint32   `msgpack:"G,omitempty"`
 }
 
+// CloseManyReq releases read-only handles a client closed a moment ago, in
+// one request: their releases need no reply, so the client defers and
+// batches them. Handles the MDS does not know (a restart dropped them) are
+// skipped.
+type CloseManyReq struct {
+	Closes []CloseReq `msgpack:"c"`
+}
+
 // SetSizeReq reports written data without closing (fsync, flush, strict
 // mode extending writes). Size merges as a maximum. Sync asks the MDS to make
 // its metadata durable before replying (fsync).

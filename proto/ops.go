@@ -12,6 +12,7 @@ const (
 	OpTargets    uint16 = 104 // TargetsReq -> TargetsResp (per-OST/MDT usage, for df and osts)
 	OpLeaseWait  uint16 = 105 // LeaseWaitReq -> LeaseWaitResp (metadata lease callbacks, a long poll)
 	OpLeaseBreak uint16 = 106 // LeaseBreakReq -> Empty (another MDS's change breaks this one's leases)
+	OpCloseMany  uint16 = 107 // CloseManyReq -> Empty (deferred releases of read-only handles)
 
 	// Namespace.
 	OpLookup   uint16 = 110 // LookupReq -> EntryResp
