@@ -284,6 +284,11 @@ func (s *Service) LeaseBreak(ctx context.Context, req *proto.LeaseBreakReq) erro
 
 // LeaseWait is a client's poll for lease callbacks (see proto/lease.go).
 func (s *Service) LeaseWait(ctx context.Context, req *proto.LeaseWaitReq) (*proto.LeaseWaitResp, error) {
+	return s.leaseWait(ctx, req, nil)
+}
+
+// leaseWait is LeaseWait for a poll whose connection closing closes gone.
+func (s *Service) leaseWait(ctx context.Context, req *proto.LeaseWaitReq, gone <-chan struct{}) (*proto.LeaseWaitResp, error) {
 	if req.Session == 0 {
 		return nil, fmt.Errorf("mds: lease poll without a session: %w", syscall.EINVAL)
 	}
@@ -296,7 +301,7 @@ func (s *Service) LeaseWait(ctx context.Context, req *proto.LeaseWaitReq) (*prot
 		}
 	}
 	wait := min(time.Duration(req.WaitMillis)*time.Millisecond, maxLeaseWait, s.leases.term/2)
-	return s.leases.poll(ctx, req, wait, s.ownedMDTs), nil
+	return s.leases.poll(ctx, req, wait, s.ownedMDTs, gone), nil
 }
 
 // markLeasing records in the store that a session polls for lease
@@ -327,7 +332,7 @@ func (s *Service) serveLeaseWait(srv *rpc.Server) {
 		}
 		d := r.Defer()
 		go func() {
-			resp, err := s.LeaseWait(ctx, req)
+			resp, err := s.leaseWait(ctx, req, d.Gone())
 			if err != nil {
 				d.Reply(nil, err)
 				return

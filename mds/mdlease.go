@@ -449,6 +449,26 @@ func (l *leaseTable) takeOver(mdts []uint32, sessions []uint64) {
 	}
 }
 
+// disconnectGrace is how long after the connection of a session's parked
+// poll closed its leases are dropped, if it has not polled again: a client
+// whose poll fails drops every lease it had here at once (a dead one holds
+// none), so a change need not wait out its term.
+const disconnectGrace = time.Second
+
+// disconnected notes that the connection of ss's parked poll closed.
+func (l *leaseTable) disconnected(session uint64, ss *leaseSession) {
+	l.mu.Lock()
+	polled := ss.lastPoll
+	l.mu.Unlock()
+	time.AfterFunc(disconnectGrace, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.sessions[session] == ss && ss.lastPoll.Equal(polled) {
+			l.dropLocked(session)
+		}
+	})
+}
+
 // polls reports whether session has polled this MDS.
 func (l *leaseTable) polls(session uint64) bool {
 	l.mu.Lock()
@@ -459,7 +479,7 @@ func (l *leaseTable) polls(session uint64) bool {
 // poll handles one LeaseWaitReq: it applies the acknowledgements and
 // resets, renews the session, and returns its pending callbacks, waiting up
 // to wait for one if there are none.
-func (l *leaseTable) poll(ctx context.Context, req *proto.LeaseWaitReq, wait time.Duration, owned func() []uint32) *proto.LeaseWaitResp {
+func (l *leaseTable) poll(ctx context.Context, req *proto.LeaseWaitReq, wait time.Duration, owned func() []uint32, gone <-chan struct{}) *proto.LeaseWaitResp {
 	l.mu.Lock()
 	ss := l.sessions[req.Session]
 	if ss == nil {
@@ -505,6 +525,8 @@ func (l *leaseTable) poll(ctx context.Context, req *proto.LeaseWaitReq, wait tim
 		case <-ch:
 		case <-t.C:
 		case <-ctx.Done():
+		case <-gone:
+			l.disconnected(req.Session, ss)
 		}
 		t.Stop()
 		l.mu.Lock()

@@ -180,7 +180,7 @@ func TestLeaseTakeover(t *testing.T) {
 func TestLeaseGrantAfterChange(t *testing.T) {
 	var l leaseTable
 	l.init(time.Hour, time.Now, nil)
-	l.poll(context.Background(), &proto.LeaseWaitReq{Session: 7}, 0, func() []uint32 { return nil })
+	l.poll(context.Background(), &proto.LeaseWaitReq{Session: 7}, 0, func() []uint32 { return nil }, nil)
 	tok := l.token()
 	b, err := l.breakLeases(context.Background(), []uint64{42}, nil, 9, nil)
 	if err != nil {

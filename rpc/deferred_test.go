@@ -83,3 +83,28 @@ func TestDeferredReplies(t *testing.T) {
 		}
 	}
 }
+
+// TestDeferredGone: a parked request learns that its connection closed.
+func TestDeferredGone(t *testing.T) {
+	s := NewServer(ServerConfig{Addr: "127.0.0.1:0", Secret: testSecret, Logger: quietLogger()})
+	parked := make(chan *Deferred, 1)
+	s.Handle(opDefer, func(_ context.Context, req *Request) (*Reply, error) {
+		parked <- req.Defer()
+		return nil, ErrDeferred
+	})
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	c := NewClient(ClientConfig{Secret: testSecret, Logger: quietLogger()})
+	go func() { _ = c.Call(context.Background(), s.Addr(), opDefer, &echoReq{Text: "x"}, nil) }()
+	d := <-parked
+	select {
+	case <-d.Gone():
+		t.Fatal("gone before the connection closed")
+	default:
+	}
+	_ = c.Close()
+	<-d.Gone() // the test times out if it never closes
+	d.Reply(&Reply{Body: &echoResp{}}, nil)
+}

@@ -46,7 +46,10 @@ var ErrDeferred = errors.New("rpc: reply deferred")
 // each. The request counts as in flight until the reply.
 func (r *Request) Defer() *Deferred {
 	if r.deferred == nil {
-		r.deferred = &Deferred{r: r, s: r.s}
+		r.deferred = &Deferred{r: r, s: r.s, gone: make(chan struct{})}
+		if r.sc != nil {
+			r.sc.park(r.deferred)
+		}
 	}
 	return r.deferred
 }
@@ -56,7 +59,12 @@ type Deferred struct {
 	r    *Request
 	s    *Server
 	once sync.Once
+	gone chan struct{}
 }
+
+// Gone is closed when the request's connection closes before the reply:
+// its client is gone, or will send again on a new connection.
+func (d *Deferred) Gone() <-chan struct{} { return d.gone }
 
 // Reply sends the deferred reply (or err); calls after the first do
 // nothing.
@@ -65,6 +73,7 @@ func (d *Deferred) Reply(rep *Reply, err error) {
 		if d.s == nil { // a Request built outside a server (tests)
 			return
 		}
+		d.r.sc.unpark(d)
 		d.s.finish(d.r.sc, d.r.in, rep, err)
 	})
 }
@@ -485,7 +494,7 @@ func (s *Server) serve(sc *serverConn, in *inFrame) {
 		return
 	}
 	if d := req.deferred; d != nil {
-		d.once.Do(func() {}) // answered now: a later Reply does nothing
+		d.once.Do(func() { sc.unpark(d) }) // answered now: a later Reply does nothing
 	}
 	s.finish(sc, in, rep, err)
 }

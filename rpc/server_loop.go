@@ -32,11 +32,12 @@ type serverConn struct {
 	rdma      atomic.Pointer[rdmaServerConn] // the queue pair bound to the session
 	rdmaToken string                         // the binding token offered, on the loop
 
-	wmu         sync.Mutex // serializes writes to the socket
-	closed      bool       // OnClose ran: the descriptor is gnet's to close
-	queued      int        // replies handed to AsyncWritev, not yet written
-	backlog     bool       // gnet's outbound buffer held data when last seen
-	loopWriting bool       // the loop is writing with gnet
+	wmu         sync.Mutex             // serializes writes to the socket
+	closed      bool                   // OnClose ran: the descriptor is gnet's to close
+	parked      map[*Deferred]struct{} // deferred requests not answered yet
+	queued      int                    // replies handed to AsyncWritev, not yet written
+	backlog     bool                   // gnet's outbound buffer held data when last seen
+	loopWriting bool                   // the loop is writing with gnet
 }
 
 // eventHandler is the server's gnet event handler. Its methods run on gnet's

@@ -147,6 +147,32 @@ func (s *Server) loopWrite(c gnet.Conn, sc *serverConn, frame *bytes.Buffer) boo
 func (sc *serverConn) markClosed() {
 	sc.wmu.Lock()
 	sc.closed = true
+	parked := sc.parked
+	sc.parked = nil
+	sc.wmu.Unlock()
+	for d := range parked {
+		close(d.gone)
+	}
+}
+
+// park notes a deferred request, whose Gone closes with the connection.
+func (sc *serverConn) park(d *Deferred) {
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	if sc.closed {
+		close(d.gone)
+		return
+	}
+	if sc.parked == nil {
+		sc.parked = map[*Deferred]struct{}{}
+	}
+	sc.parked[d] = struct{}{}
+}
+
+// unpark forgets a deferred request that was answered.
+func (sc *serverConn) unpark(d *Deferred) {
+	sc.wmu.Lock()
+	delete(sc.parked, d)
 	sc.wmu.Unlock()
 }
 
