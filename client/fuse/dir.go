@@ -11,28 +11,49 @@ import (
 	"github.com/stratafs/strata/proto"
 )
 
-// dirHandle is an open directory: the listing read so far, paged in from the
-// MDS by name as the reader advances. A FUSE offset is a position in this
-// listing (0 ".", 1 "..", then the entries), so telldir/seekdir work for as
-// long as the directory stays open; rewinddir (offset 0 again) starts a new
-// listing.
+// dirHandle is an open directory: a window of the listing, paged in from
+// the MDS by name as the reader advances, the pages it has read past
+// dropped, so that listing a huge directory takes a page of memory, not
+// the directory. A FUSE offset is a position in the listing (0 ".", 1 "..",
+// then the entries); seekdir back before the window pages in again from
+// the start; rewinddir (offset 0 again) starts a new listing.
 type dirHandle struct {
 	ino  uint64
 	cred proto.Cred
 
 	mu      sync.Mutex
+	base    uint64 // listing position (from 0, after "." and "..") of entries[0]
+	last    string // the name of the last entry fetched
 	entries []proto.Dirent
 	until   []time.Time // per entry: its lease ends (zero: no lease)
 	more    bool        // entries after the last one remain at the MDS
 	served  bool        // a reply has been made from this listing
 }
 
+// restart empties the window, for a listing from the start.
+func (d *dirHandle) restart() {
+	d.base, d.last, d.entries, d.until, d.more = 0, "", nil, nil, false
+}
+
+// trim drops the entries before listing position i (the reader is past
+// them), keeping the window at least a page.
+func (d *dirHandle) trim(i uint64) {
+	if i <= d.base || i-d.base < 2*readdirKeep {
+		return
+	}
+	n := min(i-d.base-readdirKeep, uint64(len(d.entries)))
+	d.entries = append(d.entries[:0:0], d.entries[n:]...)
+	d.until = append(d.until[:0:0], d.until[n:]...)
+	d.base += n
+}
+
+// readdirKeep is how many entries before the reader a window keeps (a
+// short step back, as a reply the kernel could not take whole, stays in).
+const readdirKeep = 1024
+
 // fetch appends the next page of the listing.
 func (d *dirHandle) fetch(ctx context.Context, c *client.Client, plus bool) error {
-	after := ""
-	if n := len(d.entries); n > 0 {
-		after = d.entries[n-1].Name
-	}
+	after := d.last
 	page, more, ttl, err := c.ReaddirTTL(ctx, d.cred, d.ino, after, 0, plus)
 	if err != nil {
 		return err
@@ -45,6 +66,9 @@ func (d *dirHandle) fetch(ctx context.Context, c *client.Client, plus bool) erro
 	for range page {
 		d.until = append(d.until, until)
 	}
+	if len(page) > 0 {
+		d.last = page[len(page)-1].Name
+	}
 	d.more = more && len(page) > 0
 	return nil
 }
@@ -53,16 +77,27 @@ func (d *dirHandle) fetch(ctx context.Context, c *client.Client, plus bool) erro
 // needed; ok is false past the end.
 func (d *dirHandle) at(ctx context.Context, c *client.Client, k uint64, plus bool) (e *proto.Dirent, ok bool, err error) {
 	i := k - 2
-	for i >= uint64(len(d.entries)) && d.more {
+	if i < d.base {
+		// Before the window (seekdir back): page in from the start.
+		d.restart()
 		if err := d.fetch(ctx, c, plus); err != nil {
 			return nil, false, err
 		}
 	}
-	if i >= uint64(len(d.entries)) {
+	for i >= d.base+uint64(len(d.entries)) && d.more {
+		d.trim(i)
+		if err := d.fetch(ctx, c, plus); err != nil {
+			return nil, false, err
+		}
+	}
+	if i >= d.base+uint64(len(d.entries)) {
 		return nil, false, nil
 	}
-	return &d.entries[i], true, nil
+	return &d.entries[i-d.base], true, nil
 }
+
+// untilAt returns when the lease on the entry at listing position k ends.
+func (d *dirHandle) untilAt(k uint64) time.Time { return d.until[k-2-d.base] }
 
 func (fs *fileSystem) dir(fh uint64) *dirHandle {
 	fs.handlesMu.Lock()
@@ -105,7 +140,7 @@ func (fs *fileSystem) readDir(cancel <-chan struct{}, in *gofuse.ReadIn, out *go
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if in.Offset == 0 && d.served {
-		d.entries, d.until, d.more = nil, nil, false
+		d.restart()
 		if err := d.fetch(ctx, fs.c, plus); err != nil {
 			return fs.status("readdir", err)
 		}
@@ -153,7 +188,7 @@ func (fs *fileSystem) readDir(cancel <-chan struct{}, in *gofuse.ReadIn, out *go
 		if attr != nil {
 			// "." and ".." carry no reference; entries without
 			// attributes are looked up by the kernel when used.
-			fs.entry(eo, attr, max(time.Until(d.until[k-2]), 0))
+			fs.entry(eo, attr, max(time.Until(d.untilAt(k)), 0))
 		}
 	}
 }
