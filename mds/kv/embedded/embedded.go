@@ -60,6 +60,48 @@ type Engine struct {
 	done      chan struct{} // closed when the background goroutine exits
 	closeOnce sync.Once
 	closeErr  error
+
+	group syncGroup // concurrent Syncs share fsyncs
+}
+
+// syncGroup is group commit for Sync: a caller is covered by any fsync that
+// starts after it asked, so concurrent callers (clients fsyncing files at
+// once, each making its size durable) share one fsync instead of queueing
+// for one each.
+type syncGroup struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	asked   uint64 // tickets handed out
+	covered uint64 // tickets an fsync has covered
+	running bool
+	sync    func() error // the fsync (badger's Sync; tests count it)
+}
+
+// do returns once an fsync that started after the call has succeeded, or
+// with the error of the fsync that covered it.
+func (g *syncGroup) do() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.asked++
+	ticket := g.asked
+	for g.covered < ticket {
+		if g.running {
+			g.cond.Wait()
+			continue
+		}
+		g.running = true
+		target := g.asked
+		g.mu.Unlock()
+		err := g.sync()
+		g.mu.Lock()
+		g.running = false
+		g.cond.Broadcast()
+		if err != nil {
+			return err
+		}
+		g.covered = max(g.covered, target)
+	}
+	return nil
 }
 
 var _ kv.Engine = (*Engine)(nil)
@@ -119,6 +161,8 @@ func Open(dir string, opts kv.Options) (*Engine, error) {
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	e.group.cond = sync.NewCond(&e.group.mu)
+	e.group.sync = db.Sync
 	go e.background()
 	return e, nil
 }
@@ -162,7 +206,7 @@ func (e *Engine) Sync(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := e.db.Sync(); err != nil {
+	if err := e.group.do(); err != nil {
 		return fmt.Errorf("kv/embedded: sync: %w", err)
 	}
 	return nil
