@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -53,6 +54,7 @@ const (
 	DefaultReadAhead        = 8 << 20
 	DefaultWriteBehind      = 16 << 20
 	DefaultWriteBehindTotal = 256 << 20
+	DefaultReadAheadTotal   = 256 << 20
 )
 
 // ErrClosed is returned by operations on a closed Client or File.
@@ -73,6 +75,10 @@ type Config struct {
 	// ReadAhead is how many bytes a sequential reader prefetches per open
 	// file; 0 means DefaultReadAhead and a negative value disables readahead.
 	ReadAhead int64
+	// ReadAheadTotal bounds the prefetched bytes held over all files
+	// (many files read at once share it, and read directly past it); 0
+	// means DefaultReadAheadTotal.
+	ReadAheadTotal int64
 	// WriteBehind bounds the dirty bytes buffered per file; 0 means
 	// DefaultWriteBehind and a negative value makes every write synchronous.
 	WriteBehind int64
@@ -115,7 +121,8 @@ type Client struct {
 	openMu sync.Mutex
 	open   map[uint64]*inode // inodes with open Files
 
-	budget budget // dirty bytes over all files
+	budget budget       // dirty bytes over all files
+	raHeld atomic.Int64 // prefetched bytes over all files (readahead.go)
 
 	locks lockOwners // who may hold locks, so close releases only those
 
@@ -144,6 +151,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.ReadAheadTotal <= 0 {
+		cfg.ReadAheadTotal = DefaultReadAheadTotal
 	}
 	if cfg.ReadAhead == 0 {
 		cfg.ReadAhead = DefaultReadAhead

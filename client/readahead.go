@@ -138,6 +138,9 @@ func (ra *readAhead) prefetchLocked(from, size int64) {
 			continue
 		}
 		stop := min((pos/ra.unit+1)*ra.unit, nextStart, limit)
+		if !ra.f.c.raReserve(stop - pos) {
+			break // the client's budget is spent: read directly
+		}
 		nb := &raBuf{off: pos, data: getBuf(int(stop - pos)), done: make(chan struct{}), refs: 1}
 		i := sort.Search(len(ra.bufs), func(i int) bool { return ra.bufs[i].off > pos })
 		ra.bufs = append(ra.bufs, nil)
@@ -175,9 +178,25 @@ func (ra *readAhead) unref(b *raBuf) {
 	defer ra.mu.Unlock()
 	b.refs--
 	if b.dead && b.refs == 0 {
-		putBuf(b.data)
-		b.data = nil
+		ra.free(b)
 	}
+}
+
+// free pools b's buffer and returns it to the client's budget.
+func (ra *readAhead) free(b *raBuf) {
+	ra.f.c.raHeld.Add(-int64(len(b.data)))
+	putBuf(b.data)
+	b.data = nil
+}
+
+// raReserve takes n bytes of the client's readahead budget, if it has
+// them.
+func (c *Client) raReserve(n int64) bool {
+	if c.raHeld.Add(n) > c.cfg.ReadAheadTotal {
+		c.raHeld.Add(-n)
+		return false
+	}
+	return true
 }
 
 // evictBeforeLocked drops pieces that end at or before off: the reader has
@@ -221,7 +240,6 @@ func (ra *readAhead) invalidate(off, end int64) {
 func (ra *readAhead) killLocked(b *raBuf) {
 	b.dead = true
 	if b.refs == 0 {
-		putBuf(b.data)
-		b.data = nil
+		ra.free(b)
 	}
 }
