@@ -50,6 +50,7 @@ bench: deps build
 	$(GO) test -tags rdma -run '^$$' -bench 'Transport/rdma-verbs' -benchmem -v ./rpc/
 	$(GO) test -run '^$$' -bench 'CreatesPerMDT' -benchtime 5000x ./client/
 	STRATA_BIN=$(CURDIR)/$(BIN)/strata tests/bench.sh
+	STRATA_BIN=$(CURDIR)/$(BIN)/strata tests/stripebench.sh
 
 vet: vet-rdma
 	gofmt -l . | (! grep .)
