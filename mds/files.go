@@ -77,7 +77,7 @@ func (s *Service) Create(ctx context.Context, req *proto.CreateReq) (*proto.Open
 	var resp proto.OpenResp
 	var existing uint64
 	replay := false
-	err = s.updateIn(ctx, []uint64{req.Parent}, func(t *mtx) error {
+	err = s.update(ctx, func(t *mtx) error {
 		existing = 0
 		resp = proto.OpenResp{}
 		var err error

@@ -395,6 +395,9 @@ func (p *findPage) inode(ino uint64) (*inode, error) {
 		return nil, err
 	}
 	in.Ino = ino
+	if in, err = p.t.folded(in); err != nil { // a directory's times and links
+		return nil, err
+	}
 	p.inodes[ino] = in
 	return in, nil
 }
@@ -416,6 +419,7 @@ func (p *findPage) prefetch(dents []dentry) error {
 	if err != nil {
 		return fmt.Errorf("mds: find: read %d inodes: %w", len(keys), err)
 	}
+	got := make([]*inode, 0, len(vals))
 	for i, b := range vals {
 		if b == nil {
 			continue // unlinked since its entry was read: inode says ENOENT
@@ -430,6 +434,13 @@ func (p *findPage) prefetch(dents []dentry) error {
 			return err
 		}
 		in.Ino = inos[i]
+		got = append(got, in)
+	}
+	got, err = p.t.foldedAll(got) // directories' times and links
+	if err != nil {
+		return err
+	}
+	for _, in := range got {
 		p.inodes[in.Ino] = in
 	}
 	return nil

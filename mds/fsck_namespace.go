@@ -290,12 +290,29 @@ func (r *fsckRun) buildCensus(ctx context.Context) (bool, error) {
 				page[ino] = &censusInode{nlink: in.Nlink, dir: in.isDir(), parent: in.Parent, fp: fingerprint(v)}
 				return nil
 			})
-			if err == nil {
-				for ino, ci := range page {
-					c.inodes[ino] = ci
+			if err != nil {
+				return err
+			}
+			// A directory's link count is its inode's plus its shards'.
+			var dirs []uint64
+			for ino, ci := range page {
+				if ci.dir {
+					dirs = append(dirs, ino)
 				}
 			}
-			return err
+			deltas, err := t.shardLinks(dirs)
+			if err != nil {
+				return err
+			}
+			for i, ino := range dirs {
+				ci := page[ino]
+				ci.nlink = uint32(max(int64(ci.nlink)+deltas[i], 2))
+				ci.fp ^= uint64(deltas[i])
+			}
+			for ino, ci := range page {
+				c.inodes[ino] = ci
+			}
+			return nil
 		}
 		_, end := k.allDentries()
 		type seen struct {
@@ -363,7 +380,18 @@ func (c *fsckCensus) unchanged(ctx context.Context, t *mtx, inos ...uint64) (boo
 		if err != nil {
 			return false, fmt.Errorf("mds: read inode %#x: %w", ino, err)
 		}
-		if b == nil || fingerprint(b) != ci.fp {
+		if b == nil {
+			return false, nil
+		}
+		fp := fingerprint(b)
+		if ci.dir {
+			deltas, err := t.shardLinks([]uint64{ino})
+			if err != nil {
+				return false, err
+			}
+			fp ^= uint64(deltas[0])
+		}
+		if fp != ci.fp {
 			return false, nil
 		}
 	}

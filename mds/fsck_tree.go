@@ -116,7 +116,13 @@ func (c *linkChecker) repair(ctx context.Context, r *fsckRun, f *fsckFinding) (s
 		if err != nil {
 			return err
 		}
-		in.Nlink = fix.want
+		if in.isDir() {
+			if err := t.setLinkCount(in, fix.want); err != nil {
+				return err
+			}
+		} else {
+			in.Nlink = fix.want
+		}
 		t.changed(in)
 		action = fmt.Sprintf("set the link count to %d", fix.want)
 		if fix.adopt {

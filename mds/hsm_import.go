@@ -33,7 +33,7 @@ func (s *Service) HsmImport(ctx context.Context, req *proto.HsmImportReq) (*prot
 		return nil, err
 	}
 	var resp proto.EntryResp
-	err = s.updateIn(ctx, []uint64{req.Parent}, s.tagged(req.Tag, proto.OpHsmImport, &resp, func(t *mtx) error {
+	err = s.update(ctx, s.tagged(req.Tag, proto.OpHsmImport, &resp, func(t *mtx) error {
 		mode := proto.ModeRegular | req.Mode&modePerm
 		in, err := s.newEntry(t, &req.Cred, req.Parent, req.Name, ino, mode, req.Umask, func(dir, in *inode) error {
 			def := rootDef

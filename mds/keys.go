@@ -89,6 +89,11 @@ import (
 //	P 'u' type(u8) id(u32) shard(u8) -> quotaUsage: one shard of the usage
 //	                                 of a user, group or project (quota.go)
 //	P 'q' type(u8) id(u32)        -> quotaLimit: an ID's limits and grace
+//	P 'd' ino(u64) shard(u8)      -> dirShard: one of a directory's 16
+//	                                 change shards: the latest time a name
+//	                                 hashing to it was added or removed, and
+//	                                 the change of the directory's link
+//	                                 count through those names (dirshard.go)
 //
 // Inode numbers carry their MDT in the high 16 bits and a per-MDT sequence
 // in the low 48; the root is MDT 0, sequence 1.
@@ -122,6 +127,7 @@ const (
 	tagClUser   = 'U'
 	tagQuotaUse = 'u'
 	tagQuotaLim = 'q'
+	tagDirShard = 'd'
 )
 
 // RootIno is the inode number of the filesystem root (MDT 0, sequence 1).
@@ -456,4 +462,9 @@ func (k keys) quotaUsageIDs(key []byte) (quotaID, error) {
 // quotaLimit is the key of an ID's limits.
 func (k keys) quotaLimit(typ uint8, id uint32) []byte {
 	return binary.BigEndian.AppendUint32(append(k.tagged(tagQuotaLim, 5), typ), id)
+}
+
+// dirShard is the key of one change shard of a directory.
+func (k keys) dirShard(dir uint64, shard uint8) []byte {
+	return append(binary.BigEndian.AppendUint64(k.tagged(tagDirShard, 9), dir), shard)
 }

@@ -51,7 +51,11 @@ func (s *Service) Lookup(ctx context.Context, req *proto.LookupReq) (*proto.Entr
 		if err != nil {
 			return err
 		}
-		resp.Attr = in.attr()
+		seen, err := t.folded(in)
+		if err != nil {
+			return err
+		}
+		resp.Attr = seen.attr()
 		leased = [2]*inode{dir, in}
 		return nil
 	})
@@ -73,7 +77,11 @@ func (s *Service) Getattr(ctx context.Context, req *proto.GetattrReq) (*proto.At
 		if err != nil {
 			return err
 		}
-		resp.Attr = in.attr()
+		seen, err := t.folded(in)
+		if err != nil {
+			return err
+		}
+		resp.Attr = seen.attr()
 		leased = in
 		return nil
 	})
@@ -139,7 +147,13 @@ func (s *Service) newEntry(t *mtx, c *proto.Cred, parent uint64, name string, in
 	if err := t.link(dir.Ino, name, in); err != nil {
 		return nil, err
 	}
-	t.touch(dir)
+	var subdir int32
+	if in.isDir() {
+		subdir = 1 // its ".."
+	}
+	if err := t.touchEntry(dir, name, subdir); err != nil {
+		return nil, err
+	}
 	return in, nil
 }
 
@@ -158,13 +172,14 @@ func (s *Service) Mkdir(ctx context.Context, req *proto.MkdirReq) (*proto.EntryR
 		return nil, err
 	}
 	var resp proto.EntryResp
-	err = s.updateIn(ctx, []uint64{req.Parent}, s.tagged(req.Tag, proto.OpMkdir, &resp, func(t *mtx) error {
+	err = s.update(ctx, s.tagged(req.Tag, proto.OpMkdir, &resp, func(t *mtx) error {
 		mode := proto.ModeDir | req.Mode&(0o777|modeStick)
 		in, err := s.newEntry(t, &req.Cred, req.Parent, req.Name, ino, mode, req.Umask, func(dir, in *inode) error {
-			if dir.Nlink >= maxLinks {
+			if n, err := t.linkCount(dir, req.Name); err != nil {
+				return err
+			} else if n >= maxLinks {
 				return fmt.Errorf("mds: mkdir %q: %#x has too many subdirectories: %w", req.Name, dir.Ino, syscall.EMLINK)
 			}
-			dir.Nlink++
 			in.Nlink = 2
 			in.Parent = dir.Ino
 			return nil
@@ -212,7 +227,7 @@ func (s *Service) Mknod(ctx context.Context, req *proto.MknodReq) (*proto.EntryR
 		return nil, err
 	}
 	var resp proto.EntryResp
-	err = s.updateIn(ctx, []uint64{req.Parent}, s.tagged(req.Tag, proto.OpMknod, &resp, func(t *mtx) error {
+	err = s.update(ctx, s.tagged(req.Tag, proto.OpMknod, &resp, func(t *mtx) error {
 		in, err := s.newEntry(t, &req.Cred, req.Parent, req.Name, ino, mode, req.Umask, func(dir, in *inode) error {
 			if in.isRegular() {
 				return s.instantiate(t, dir, in, layout.Spec{}, rootDef)
@@ -251,7 +266,7 @@ func (s *Service) Symlink(ctx context.Context, req *proto.SymlinkReq) (*proto.En
 		return nil, err
 	}
 	var resp proto.EntryResp
-	err = s.updateIn(ctx, []uint64{req.Parent}, s.tagged(req.Tag, proto.OpSymlink, &resp, func(t *mtx) error {
+	err = s.update(ctx, s.tagged(req.Tag, proto.OpSymlink, &resp, func(t *mtx) error {
 		in, err := s.newEntry(t, &req.Cred, req.Parent, req.Name, ino, proto.ModeSymlink|0o777, 0, func(_, in *inode) error {
 			in.Mode = proto.ModeSymlink | 0o777 // the setgid rule does not apply
 			in.Target = req.Target
@@ -297,7 +312,7 @@ func (s *Service) Link(ctx context.Context, req *proto.LinkReq) (*proto.EntryRes
 		return nil, err
 	}
 	var resp proto.EntryResp
-	err := s.updateIn(ctx, []uint64{req.NewParent}, s.tagged(req.Tag, proto.OpLink, &resp, func(t *mtx) error {
+	err := s.update(ctx, s.tagged(req.Tag, proto.OpLink, &resp, func(t *mtx) error {
 		dir, err := t.dir(req.NewParent)
 		if err != nil {
 			return err
@@ -326,7 +341,9 @@ func (s *Service) Link(ctx context.Context, req *proto.LinkReq) (*proto.EntryRes
 		}
 		in.Nlink++
 		t.changed(in)
-		t.touch(dir)
+		if err := t.touchEntry(dir, req.Name, 0); err != nil {
+			return err
+		}
 		t.changelog(&req.Cred, proto.ChangelogHLink, in.Ino, dir.Ino, req.Name)
 		resp.Attr = in.attr()
 		return nil
@@ -347,7 +364,7 @@ func (s *Service) Unlink(ctx context.Context, req *proto.UnlinkReq) error {
 	gate := gateHold{s: s}
 	defer gate.release()
 	queued := false
-	err := s.updateIn(ctx, []uint64{req.Parent}, s.tagged(req.Tag, proto.OpUnlink, nil, func(t *mtx) error {
+	err := s.update(ctx, s.tagged(req.Tag, proto.OpUnlink, nil, func(t *mtx) error {
 		queued = false
 		dir, err := t.dir(req.Parent)
 		if err != nil {
@@ -376,7 +393,9 @@ func (s *Service) Unlink(ctx context.Context, req *proto.UnlinkReq) error {
 		if err := t.unlinkEntry(dir.Ino, req.Name); err != nil {
 			return err
 		}
-		t.touch(dir)
+		if err := t.touchEntry(dir, req.Name, 0); err != nil {
+			return err
+		}
 		t.changelog(&req.Cred, proto.ChangelogUnlink, in.Ino, dir.Ino, req.Name)
 		queued, err = s.dropLink(t, in, &gate)
 		return err
@@ -430,7 +449,7 @@ func (s *Service) Rmdir(ctx context.Context, req *proto.RmdirReq) error {
 	if err := checkName(req.Name); err != nil {
 		return err
 	}
-	return s.updateIn(ctx, []uint64{req.Parent}, s.tagged(req.Tag, proto.OpRmdir, nil, func(t *mtx) error {
+	return s.update(ctx, s.tagged(req.Tag, proto.OpRmdir, nil, func(t *mtx) error {
 		dir, err := t.dir(req.Parent)
 		if err != nil {
 			return err
@@ -458,7 +477,6 @@ func (s *Service) Rmdir(ctx context.Context, req *proto.RmdirReq) error {
 		if err := t.removeDir(dir, req.Name, victim); err != nil {
 			return err
 		}
-		t.touch(dir)
 		t.changelog(&req.Cred, proto.ChangelogRmdir, victim.Ino, dir.Ino, req.Name)
 		return nil
 	}))
@@ -477,10 +495,9 @@ func (t *mtx) removeDir(dir *inode, name string, victim *inode) error {
 	if err := t.unlinkEntry(dir.Ino, name); err != nil {
 		return err
 	}
-	if dir.Nlink > 2 {
-		dir.Nlink--
+	if err := t.touchEntry(dir, name, -1); err != nil {
+		return err
 	}
-	t.put(dir)
 	return t.remove(victim)
 }
 
@@ -540,8 +557,12 @@ func (s *Service) Readdir(ctx context.Context, req *proto.ReaddirReq) (*proto.Re
 		if err != nil {
 			return err
 		}
+		seen, err := t.foldedAll(attrs)
+		if err != nil {
+			return err
+		}
 		for i := range resp.Entries {
-			a := attrs[i].attr()
+			a := seen[i].attr()
 			resp.Entries[i].Mode, resp.Entries[i].Attr = a.Mode, &a
 		}
 		leased = append(leased, attrs...)

@@ -33,7 +33,7 @@ func (s *Service) Rename(ctx context.Context, req *proto.RenameReq) error {
 	gate := gateHold{s: s}
 	defer gate.release()
 	queued := false
-	err := s.updateIn(ctx, []uint64{req.Parent, req.NewParent}, s.tagged(req.Tag, proto.OpRename, nil, func(t *mtx) error {
+	err := s.update(ctx, s.tagged(req.Tag, proto.OpRename, nil, func(t *mtx) error {
 		var err error
 		queued, err = s.rename(t, req, &gate)
 		return err
@@ -105,11 +105,11 @@ func (s *Service) rename(t *mtx, req *proto.RenameReq, gate *gateHold) (bool, er
 			return false, err
 		}
 	}
-	if err := t.checkMove(c, src.in, src.dir, dst.dir); err != nil {
+	if err := t.checkMove(c, src.in, src.dir, dst.dir, dst.name); err != nil {
 		return false, err
 	}
 	if exchange {
-		if err := t.checkMove(c, dst.in, dst.dir, src.dir); err != nil {
+		if err := t.checkMove(c, dst.in, dst.dir, src.dir, src.name); err != nil {
 			return false, err
 		}
 		t.changelogRename(c, src.in.Ino, dst.dir.Ino, dst.name, src.dir.Ino, src.name, 0)
@@ -128,14 +128,18 @@ func (s *Service) rename(t *mtx, req *proto.RenameReq, gate *gateHold) (bool, er
 	if err := t.link(dst.dir.Ino, dst.name, src.in); err != nil {
 		return false, err
 	}
+	var moved int32
 	if src.in.isDir() && src.dir.Ino != dst.dir.Ino {
 		src.in.Parent = dst.dir.Ino
-		src.dir.Nlink--
-		dst.dir.Nlink++
+		moved = 1
 	}
 	t.changed(src.in)
-	t.touch(src.dir)
-	t.touch(dst.dir)
+	if err := t.touchEntry(src.dir, src.name, -moved); err != nil {
+		return false, err
+	}
+	if err := t.touchEntry(dst.dir, dst.name, moved); err != nil {
+		return false, err
+	}
 	var victim uint64
 	if dst.in != nil {
 		victim = dst.in.Ino
@@ -144,18 +148,21 @@ func (s *Service) rename(t *mtx, req *proto.RenameReq, gate *gateHold) (bool, er
 	return queued, nil
 }
 
-// checkMove checks that directory in may move from dir from to dir to:
-// the caller needs write permission on it (its ".." changes), to must not
-// lie inside it, and to must have room for another subdirectory. A
-// non-directory, or a move within one directory, needs nothing.
-func (t *mtx) checkMove(c *proto.Cred, in, from, to *inode) error {
+// checkMove checks that directory in may move from dir from to dir to
+// under name: the caller needs write permission on it (its ".." changes),
+// to must not lie inside it, and to must have room for another
+// subdirectory. A non-directory, or a move within one directory, needs
+// nothing.
+func (t *mtx) checkMove(c *proto.Cred, in, from, to *inode, name string) error {
 	if !in.isDir() || from.Ino == to.Ino {
 		return nil
 	}
 	if err := need(c, in, mayWrite, "move directory"); err != nil {
 		return err
 	}
-	if to.Nlink >= maxLinks {
+	if n, err := t.linkCount(to, name); err != nil {
+		return err
+	} else if n >= maxLinks {
 		return fmt.Errorf("mds: rename into %#x: %w", to.Ino, syscall.EMLINK)
 	}
 	// The walk below only reads the ancestors, which protects nothing
@@ -214,21 +221,23 @@ func (t *mtx) exchange(a, b renameSide) error {
 	if err := t.link(b.dir.Ino, b.name, a.in); err != nil {
 		return err
 	}
+	// Each directory loses the inode its name pointed at and gains the
+	// other's: a subdirectory moving across changes both link counts.
+	var da, db int32
 	if a.dir.Ino != b.dir.Ino {
 		if a.in.isDir() {
 			a.in.Parent = b.dir.Ino
-			a.dir.Nlink--
-			b.dir.Nlink++
+			da, db = da-1, db+1
 		}
 		if b.in.isDir() {
 			b.in.Parent = a.dir.Ino
-			b.dir.Nlink--
-			a.dir.Nlink++
+			da, db = da+1, db-1
 		}
 	}
 	t.changed(a.in)
 	t.changed(b.in)
-	t.touch(a.dir)
-	t.touch(b.dir)
-	return nil
+	if err := t.touchEntry(a.dir, a.name, da); err != nil {
+		return err
+	}
+	return t.touchEntry(b.dir, b.name, db)
 }

@@ -100,7 +100,6 @@ type Service struct {
 	open     openTable
 	gates    inodeGates
 	truncMu  inodeLocks
-	dirLocks dirLocks
 	inoLocks inodeLocks
 	rootDef  rootDefaultCache
 	locks    *lock.Manager // fcntl and flock locks, in memory only
@@ -304,29 +303,6 @@ func (g *inodeGates) of(ino uint64) *sync.RWMutex { return &g[(ino^ino>>17)%uint
 type inodeLocks [1024]sync.Mutex
 
 func (l *inodeLocks) of(ino uint64) *sync.Mutex { return &l[(ino^ino>>17)%uint64(len(l))] }
-
-// dirLocks serialize, per directory, this MDS's transactions that change
-// its entries. A lock covers many directories.
-type dirLocks [1024]sync.Mutex
-
-// lock takes the locks of dirs in a fixed order and returns the function
-// that releases them.
-func (l *dirLocks) lock(dirs ...uint64) func() {
-	idx := make([]int, 0, len(dirs))
-	for _, d := range dirs {
-		idx = append(idx, int((d^d>>17)%uint64(len(l))))
-	}
-	slices.Sort(idx)
-	idx = slices.Compact(idx)
-	for _, i := range idx {
-		l[i].Lock()
-	}
-	return func() {
-		for _, i := range idx {
-			l[i].Unlock()
-		}
-	}
-}
 
 // gateHold is the one exclusive gate an operation holds while it decides
 // to destroy an inode; its body may run several times (conflict retries),

@@ -74,10 +74,19 @@ func (s *Service) setattr(ctx context.Context, req *proto.SetattrReq, trusted bo
 		if err != nil {
 			return err
 		}
-		out = in
+		if in.isDir() && req.Valid&(proto.SetMtime|proto.SetCtime) != 0 && req.Valid&proto.SetMtimeNow == 0 {
+			// Times set explicitly stand over those of the entries'
+			// changes so far.
+			if err := t.clearShardTimes(in.Ino); err != nil {
+				return err
+			}
+		}
+		if out, err = t.folded(in); err != nil {
+			return err
+		}
 		t.changelog(&req.Cred, proto.ChangelogSetattr, in.Ino, 0, "")
 		t.changelogFlags(req.Valid)
-		return t.remember(req.Tag, proto.OpSetattr, &proto.AttrResp{Attr: in.attr()})
+		return t.remember(req.Tag, proto.OpSetattr, &proto.AttrResp{Attr: out.attr()})
 	})
 	if err != nil {
 		return nil, err

@@ -26,6 +26,8 @@ type mtx struct {
 	dirty []uint64 // inodes to write back, in first-touch order
 	gone  []uint64 // inodes to delete
 	dents []cachedEntry
+	// shards are the directory change shards read or written (dirshard.go).
+	shards map[shardKey]*dirShard
 	// For the break of metadata leases before the commit (leasing.go):
 	// the names added or removed, and the inodes made.
 	names []proto.LeaseName
@@ -89,17 +91,6 @@ func (s *Service) update(ctx context.Context, fn func(t *mtx) error) error {
 		return fmt.Errorf("mds: %w: %w: %w", err, ErrNotOwner, syscall.EREMOTE)
 	}
 	return err
-}
-
-// updateIn is update for an operation that changes the entries of dirs:
-// it holds their in-process locks across the transaction, so that the
-// operations of this MDS on one directory queue instead of failing each
-// other's commits on the directory inode they all write. Conflicts with
-// other MDSes remain possible and are retried.
-func (s *Service) updateIn(ctx context.Context, dirs []uint64, fn func(t *mtx) error) error {
-	unlock := s.dirLocks.lock(dirs...)
-	defer unlock()
-	return s.update(ctx, fn)
 }
 
 // updateInode is update for an operation that changes one inode and no
@@ -229,8 +220,13 @@ func (t *mtx) put(in *inode) {
 	t.gone = slices.DeleteFunc(t.gone, func(i uint64) bool { return i == in.Ino })
 }
 
-// remove deletes an inode and its xattrs.
+// remove deletes an inode and its xattrs, and a directory's change shards.
 func (t *mtx) remove(in *inode) error {
+	if in.isDir() {
+		if err := t.dropShards(in.Ino); err != nil {
+			return err
+		}
+	}
 	t.cache[in.Ino] = nil
 	t.dirty = slices.DeleteFunc(t.dirty, func(i uint64) bool { return i == in.Ino })
 	t.gone = append(t.gone, in.Ino)
