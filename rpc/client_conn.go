@@ -62,7 +62,9 @@ type clientConn struct {
 	lastUse atomic.Int64 // unix nanoseconds of the last frame in or out
 	broken  atomic.Bool
 
-	wmu sync.Mutex // serializes frame writes
+	wmu    sync.Mutex  // serializes frame writes; guards iov and iovBuf
+	iov    net.Buffers // the frame being written, in iovBuf: kept so a write allocates nothing
+	iovBuf [2][]byte
 
 	mu        sync.Mutex
 	pending   map[uint64]*call
@@ -169,15 +171,17 @@ func (cc *clientConn) send(frame, out, in []byte, deadline time.Time, expires in
 	cc.mu.Unlock()
 
 	binary.BigEndian.PutUint64(frame[8:], id)
-	bufs := net.Buffers{frame}
-	if len(out) > 0 {
-		bufs = append(bufs, out)
-	}
 	cc.wmu.Lock()
+	cc.iov = append(cc.iovBuf[:0], frame)
+	if len(out) > 0 {
+		cc.iov = append(cc.iov, out)
+	}
 	err := cc.nc.SetWriteDeadline(deadline)
 	if err == nil {
-		_, err = bufs.WriteTo(cc.nc)
+		_, err = cc.iov.WriteTo(cc.nc)
 	}
+	cc.iov = nil
+	clear(cc.iovBuf[:]) // the caller's buffers are its own again
 	cc.wmu.Unlock()
 	if err != nil {
 		e := connError(cc.addr, err)

@@ -8,6 +8,7 @@ import (
 	"math/bits"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -126,6 +127,9 @@ func (h *header) frameLen() int { return headerSize + int(h.bodyLen) + int(h.bul
 
 // Buffers for frame payloads come from a sync.Pool per power-of-two size
 // class, so a server receiving 1 MiB writes does not allocate per request.
+// A pool holds a pointer to a buffer's first byte, which an interface holds
+// without allocating (a *[]byte made at each put would cost an allocation
+// per request); the class gives the length back.
 const (
 	minClassShift = 9  // 512 B
 	maxClassShift = 25 // 32 MiB
@@ -151,8 +155,8 @@ func getBuf(n int) []byte {
 	if c > maxClassShift {
 		return make([]byte, n)
 	}
-	if p, ok := bufPools[c].Get().(*[]byte); ok {
-		return (*p)[:n]
+	if p, ok := bufPools[c].Get().(*byte); ok {
+		return unsafe.Slice(p, 1<<c)[:n]
 	}
 	return make([]byte, n, 1<<c)
 }
@@ -167,8 +171,7 @@ func putBuf(b []byte) {
 	if shift < minClassShift || shift > maxClassShift {
 		return
 	}
-	b = b[:0]
-	bufPools[shift].Put(&b)
+	bufPools[shift].Put(unsafe.SliceData(b))
 }
 
 // framePool holds the buffers that frames (header and body) are encoded into.
@@ -218,13 +221,29 @@ func setBulkLen(frame []byte, n int) {
 	binary.BigEndian.PutUint32(frame[24:], uint32(n))
 }
 
-// decodeBody unmarshals a msgpack body into v; an empty body leaves v as it
-// is, and a nil v ignores the body.
+// bodyDecoder is a msgpack decoder with the reader it decodes from, pooled
+// together: msgpack.Unmarshal allocates a bytes.Reader per call.
+type bodyDecoder struct {
+	r   bytes.Reader
+	dec *msgpack.Decoder
+}
+
+var bodyDecoders = sync.Pool{New: func() any { return &bodyDecoder{dec: msgpack.NewDecoder(nil)} }}
+
+// decodeBody unmarshals a msgpack body into v, as msgpack.Unmarshal does;
+// an empty body leaves v as it is, and a nil v ignores the body.
 func decodeBody(body []byte, v any) error {
 	if v == nil || len(body) == 0 {
 		return nil
 	}
-	return msgpack.Unmarshal(body, v)
+	d := bodyDecoders.Get().(*bodyDecoder)
+	d.r.Reset(body)
+	d.dec.Reset(&d.r)
+	err := d.dec.Decode(v)
+	d.r.Reset(nil)
+	d.dec.Reset(nil)
+	bodyDecoders.Put(d)
+	return err
 }
 
 // errorText decodes the error text of an error reply; a body that is not a

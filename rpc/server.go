@@ -488,7 +488,8 @@ func (s *Server) serve(sc *serverConn, in *inFrame) {
 	s.inFlight.Add(1)
 	sc.inFlight.Add(1)
 
-	req := &Request{Op: in.h.op, Body: in.body, Bulk: in.bulk, Peer: sc.peer, in: in, s: s, sc: sc}
+	in.req = Request{Op: in.h.op, Body: in.body, Bulk: in.bulk, Peer: sc.peer, in: in, s: s, sc: sc}
+	req := &in.req
 	rep, err := s.invoke(in.handler, req)
 	if d := req.deferred; d != nil && errors.Is(err, ErrDeferred) {
 		return

@@ -158,6 +158,7 @@ type inFrame struct {
 
 	replyBuf []byte       // from Request.BulkBuffer, pooled
 	rdma     *rdmaRequest // set when the request came over RDMA
+	req      Request      // what the handler gets: part of the frame, to save an allocation
 }
 
 // size is the length of the frame's body and bulk.

@@ -62,11 +62,13 @@ func (s *Server) writeReply(sc *serverConn, frame *bytes.Buffer, bulk []byte, re
 			return
 		}
 	}
-	rest = append([][]byte(nil), rest...)
+	// A copy of what is left, so that iov (which the closure would
+	// otherwise hold) stays on the stack.
+	left := append([][]byte(nil), rest...)
 	d := &replyDone{s: s, sc: sc, frame: frame, req: req, release: release}
 	sc.queued++
 	s.unsent.Store(d, struct{}{})
-	if !s.onLoop(func() error { return sc.c.AsyncWritev(rest, d.callback) }) {
+	if !s.onLoop(func() error { return sc.c.AsyncWritev(left, d.callback) }) {
 		// Part of the frame may be out; the stream is lost either way.
 		sc.queued--
 		sc.wmu.Unlock()
