@@ -336,6 +336,31 @@ func (c *Client) forget(dir uint64, names []string, inos ...uint64) {
 	}
 }
 
+// parentChanged records this client's own change of entries in dir, which
+// the MDS made at when (the reply's ParentTime; 0: unknown), moving dir's
+// link count by delta. If dir's attributes are cached and no callback or
+// change touched them since gen (taken before the request), the change is
+// the only one since they were leased: they take the new times in place,
+// and a stat of the directory after a create needs no MDS. Otherwise they
+// are forgotten.
+func (c *Client) parentChanged(gen uint64, dir uint64, when int64, delta int32) {
+	if !c.leases.on.Load() {
+		return
+	}
+	l := &c.leases
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if a, ok := l.attrs[dir]; ok && when != 0 && l.attrGen[dir] <= gen && gen >= l.floor {
+		a.Mtime, a.Ctime = max(a.Mtime, when), max(a.Ctime, when)
+		a.Nlink = uint32(max(int64(a.Nlink)+int64(delta), 2))
+		l.attrs[dir] = a
+		return
+	}
+	g := l.touchLocked()
+	delete(l.attrs, dir)
+	l.attrGen[dir] = g
+}
+
 // revoke applies a callback. Call with mu held.
 func (l *leaseCache) revokeLocked(r proto.Revoke) {
 	g := l.touchLocked()

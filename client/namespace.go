@@ -169,10 +169,11 @@ func (c *Client) CreateEntry(ctx context.Context, cred proto.Cred, parent uint64
 		f, err := c.Open(ctx, cred, a.Ino, flags&^syscall.O_CREAT)
 		return f, 0, err
 	}
-	c.forget(0, nil, parent)
 	if err != nil {
+		c.forget(0, nil, parent)
 		return nil, 0, fmt.Errorf("client: create %q in %#x: %w", name, parent, err)
 	}
+	c.parentChanged(gen, parent, resp.ParentTime, 0)
 	ttl := c.leased(gen, resp.Lease, parent, map[string]uint64{name: resp.Attr.Ino}, resp.Attr)
 	return c.newFile(cred, flags, &resp), ttl, nil
 }
@@ -229,10 +230,11 @@ func (c *Client) MkdirEntry(ctx context.Context, cred proto.Cred, parent uint64,
 	var resp proto.EntryResp
 	req := proto.MkdirReq{Cred: cred, Parent: parent, Name: name, Mode: mode & 0o7777, Umask: umask & 0o777, MDT: mdt}
 	err := c.mdsCall(ctx, parent, proto.OpMkdir, &req, &resp)
-	c.forget(0, nil, parent)
 	if err != nil {
+		c.forget(0, nil, parent)
 		return proto.Attr{}, 0, fmt.Errorf("client: mkdir %q in %#x: %w", name, parent, err)
 	}
+	c.parentChanged(gen, parent, resp.ParentTime, 1)
 	ttl := c.leased(gen, resp.Lease, parent, map[string]uint64{name: resp.Attr.Ino}, resp.Attr)
 	if ttl > 0 {
 		c.leasedEmptyDir(resp.Attr.Ino)
@@ -246,10 +248,13 @@ func (c *Client) Mknod(ctx context.Context, cred proto.Cred, parent uint64, name
 	var resp proto.EntryResp
 	cred.Session = c.sessionID()
 	req := proto.MknodReq{Cred: cred, Parent: parent, Name: name, Mode: mode, Umask: umask & 0o777, Rdev: rdev}
-	defer c.forget(parent, []string{name}, parent)
+	gen := c.leaseGen()
+	defer c.forget(parent, []string{name})
 	if err := c.mdsCall(ctx, parent, proto.OpMknod, &req, &resp); err != nil {
+		c.forget(0, nil, parent)
 		return proto.Attr{}, fmt.Errorf("client: mknod %q in %#x: %w", name, parent, err)
 	}
+	c.parentChanged(gen, parent, resp.ParentTime, 0)
 	return resp.Attr, nil
 }
 
@@ -258,10 +263,13 @@ func (c *Client) Symlink(ctx context.Context, cred proto.Cred, parent uint64, na
 	var resp proto.EntryResp
 	cred.Session = c.sessionID()
 	req := proto.SymlinkReq{Cred: cred, Parent: parent, Name: name, Target: target}
-	defer c.forget(parent, []string{name}, parent)
+	gen := c.leaseGen()
+	defer c.forget(parent, []string{name})
 	if err := c.mdsCall(ctx, parent, proto.OpSymlink, &req, &resp); err != nil {
+		c.forget(0, nil, parent)
 		return proto.Attr{}, fmt.Errorf("client: symlink %q in %#x: %w", name, parent, err)
 	}
+	c.parentChanged(gen, parent, resp.ParentTime, 0)
 	return resp.Attr, nil
 }
 
@@ -290,20 +298,28 @@ func (c *Client) Link(ctx context.Context, cred proto.Cred, ino, newParent uint6
 // Unlink removes the non-directory entry name from parent.
 func (c *Client) Unlink(ctx context.Context, cred proto.Cred, parent uint64, name string) error {
 	cred.Session = c.sessionID()
-	defer c.forget(parent, []string{name}, parent)
-	if err := c.mdsCall(ctx, parent, proto.OpUnlink, &proto.UnlinkReq{Cred: cred, Parent: parent, Name: name}, nil); err != nil {
+	gen := c.leaseGen()
+	defer c.forget(parent, []string{name})
+	var resp proto.ChangeResp
+	if err := c.mdsCall(ctx, parent, proto.OpUnlink, &proto.UnlinkReq{Cred: cred, Parent: parent, Name: name}, &resp); err != nil {
+		c.forget(0, nil, parent)
 		return fmt.Errorf("client: unlink %q in %#x: %w", name, parent, err)
 	}
+	c.parentChanged(gen, parent, resp.ParentTime, 0)
 	return nil
 }
 
 // Rmdir removes the empty directory name from parent.
 func (c *Client) Rmdir(ctx context.Context, cred proto.Cred, parent uint64, name string) error {
 	cred.Session = c.sessionID()
-	defer c.forget(parent, []string{name}, parent)
-	if err := c.mdsCall(ctx, parent, proto.OpRmdir, &proto.RmdirReq{Cred: cred, Parent: parent, Name: name}, nil); err != nil {
+	gen := c.leaseGen()
+	defer c.forget(parent, []string{name})
+	var resp proto.ChangeResp
+	if err := c.mdsCall(ctx, parent, proto.OpRmdir, &proto.RmdirReq{Cred: cred, Parent: parent, Name: name}, &resp); err != nil {
+		c.forget(0, nil, parent)
 		return fmt.Errorf("client: rmdir %q in %#x: %w", name, parent, err)
 	}
+	c.parentChanged(gen, parent, resp.ParentTime, -1)
 	return nil
 }
 
@@ -311,12 +327,22 @@ func (c *Client) Rmdir(ctx context.Context, cred proto.Cred, parent uint64, name
 // proto.RenameNoReplace or proto.RenameExchange (renameat2).
 func (c *Client) Rename(ctx context.Context, cred proto.Cred, parent uint64, name string, newParent uint64, newName string, flags uint32) error {
 	cred.Session = c.sessionID()
-	defer c.forget(parent, []string{name}, parent)
-	defer c.forget(newParent, []string{newName}, newParent)
+	gen := c.leaseGen()
+	defer c.forget(parent, []string{name})
+	defer c.forget(newParent, []string{newName})
 	req := proto.RenameReq{Cred: cred, Parent: parent, Name: name, NewParent: newParent, NewName: newName, Flags: flags}
-	if err := c.mdsCall(ctx, parent, proto.OpRename, &req, nil); err != nil {
+	var resp proto.ChangeResp
+	if err := c.mdsCall(ctx, parent, proto.OpRename, &req, &resp); err != nil {
+		c.forget(0, nil, parent, newParent)
 		return fmt.Errorf("client: rename %q in %#x to %q in %#x: %w", name, parent, newName, newParent, err)
 	}
+	if parent != newParent {
+		// A directory moving across changes both link counts, and
+		// what moved is not known here for sure.
+		c.forget(0, nil, parent, newParent)
+		return nil
+	}
+	c.parentChanged(gen, parent, resp.ParentTime, 0)
 	return nil
 }
 

@@ -78,6 +78,7 @@ func (t *mtx) touchEntry(dir *inode, name string, delta int32) error {
 	}
 	sh.Mtime, sh.Ctime = t.now, t.now
 	sh.Nlink += delta
+	t.touched = true
 	// The record read in this transaction shows the new times too (the
 	// inode is written back with them only if something else puts it).
 	dir.Mtime, dir.Ctime = t.now, t.now

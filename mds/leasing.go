@@ -33,6 +33,9 @@ type caller struct {
 	session uint64
 	named   []uint64
 	granted uint32
+	// when is the time of the change the request made in a directory
+	// (mtx.touched), for the reply's ParentTime; 0 if none or replayed.
+	when int64
 }
 
 type callerKey struct{}
@@ -94,6 +97,23 @@ func grantedLease(ctx context.Context, resp any) {
 		r.Lease = c.granted
 	case *proto.OpenResp:
 		r.Lease = c.granted
+	}
+}
+
+// parentTime sets the ParentTime of a reply to the time of the change its
+// request made in a directory (see proto.ChangeResp).
+func parentTime(ctx context.Context, resp any) {
+	c := callerOf(ctx)
+	if c == nil || c.when == 0 {
+		return
+	}
+	switch r := resp.(type) {
+	case *proto.EntryResp:
+		r.ParentTime = c.when
+	case *proto.OpenResp:
+		r.ParentTime = c.when
+	case *proto.ChangeResp:
+		r.ParentTime = c.when
 	}
 }
 

@@ -37,6 +37,7 @@ func replayed(t *mtx, tag proto.ReqTag, op uint16, resp any) (bool, error) {
 			return false, err
 		}
 	}
+	t.replay = true
 	return true, nil
 }
 

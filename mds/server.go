@@ -175,9 +175,9 @@ func (s *Service) Register(srv *rpc.Server) {
 	serve(s, srv, proto.OpSymlink, s.Symlink)
 	serve(s, srv, proto.OpReadlink, s.Readlink)
 	serve(s, srv, proto.OpLink, s.Link)
-	serveEmpty(s, srv, proto.OpUnlink, s.Unlink)
-	serveEmpty(s, srv, proto.OpRmdir, s.Rmdir)
-	serveEmpty(s, srv, proto.OpRename, s.Rename)
+	serveChange(s, srv, proto.OpUnlink, s.Unlink)
+	serveChange(s, srv, proto.OpRmdir, s.Rmdir)
+	serveChange(s, srv, proto.OpRename, s.Rename)
 	serve(s, srv, proto.OpReaddir, s.Readdir)
 	serveEmpty(s, srv, proto.OpAccess, s.Access)
 
@@ -251,6 +251,28 @@ func serve[Req, Resp any](s *Service, srv *rpc.Server, op uint16, fn func(contex
 			return nil, err
 		}
 		grantedLease(ctx, resp)
+		parentTime(ctx, resp)
+		return &rpc.Reply{Body: resp}, nil
+	})
+}
+
+// serveChange registers a change of directory entries whose reply is
+// proto.ChangeResp (see serve).
+func serveChange[Req any](s *Service, srv *rpc.Server, op uint16, fn func(context.Context, *Req) error) {
+	srv.Handle(op, func(ctx context.Context, r *rpc.Request) (*rpc.Reply, error) {
+		req := new(Req)
+		if err := decodeRequest(r, req); err != nil {
+			return nil, err
+		}
+		if err := s.admit(ctx, req); err != nil {
+			return nil, err
+		}
+		ctx = withCaller(ctx, req)
+		if err := fn(ctx, req); err != nil {
+			return nil, err
+		}
+		resp := &proto.ChangeResp{}
+		parentTime(ctx, resp)
 		return &rpc.Reply{Body: resp}, nil
 	})
 }

@@ -26,8 +26,12 @@ type mtx struct {
 	dirty []uint64 // inodes to write back, in first-touch order
 	gone  []uint64 // inodes to delete
 	dents []cachedEntry
-	// shards are the directory change shards read or written (dirshard.go).
-	shards map[shardKey]*dirShard
+	// shards are the directory change shards read or written (dirshard.go);
+	// touched says a directory's entries changed (at now), replay that
+	// the request was answered from its recorded reply.
+	shards  map[shardKey]*dirShard
+	touched bool
+	replay  bool
 	// For the break of metadata leases before the commit (leasing.go):
 	// the names added or removed, and the inodes made.
 	names []proto.LeaseName
@@ -60,9 +64,11 @@ func (s *Service) update(ctx context.Context, fn func(t *mtx) error) error {
 	var tk changelogTicket // numbers in flight until the commit is over
 	defer s.changelogRelease(&tk)
 	var breaks []*leaseBreak
+	var last *mtx
 	err := s.db.UpdateBounded(ctx, s.leaseBound, func(tx kv.Txn) error {
 		s.changelogRelease(&tk) // an earlier attempt did not commit
 		t := s.newMtx(ctx, tx)
+		last = t
 		if err := fn(t); err != nil {
 			return err
 		}
@@ -84,6 +90,9 @@ func (s *Service) update(ctx context.Context, fn func(t *mtx) error) error {
 		if c := callerOf(ctx); c != nil && last {
 			c.granted = granted
 		}
+	}
+	if c := callerOf(ctx); c != nil && err == nil && last.touched && !last.replay {
+		c.when = last.now
 	}
 	if errors.Is(err, kv.ErrFenced) {
 		// This MDS's lease ran out (it may have lost its MDTs): nothing

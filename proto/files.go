@@ -27,6 +27,8 @@ type OpenResp struct {
 	Layout layout.Layout `msgpack:"l"`
 	Cap    Capability    `msgpack:"c"`
 	Lease  uint32        `msgpack:"L,omitempty"` // for a create, as in EntryResp
+	// ParentTime: for a create that made the file, as in EntryResp.
+	ParentTime int64 `msgpack:"P,omitempty"`
 }
 
 // CloseReq releases an open handle. If the client wrote through the handle,

@@ -50,6 +50,21 @@ type LookupReq struct {
 type EntryResp struct {
 	Attr  Attr   `msgpack:"a"`
 	Lease uint32 `msgpack:"L,omitempty"`
+	// ParentTime, if not zero, is the new mtime and ctime of the
+	// directory the entry was made in: a caller holding a lease on the
+	// directory's attributes updates them in place (see ChangeResp).
+	ParentTime int64 `msgpack:"P,omitempty"`
+}
+
+// ChangeResp is the reply to unlink, rmdir and rename. ParentTime, if not
+// zero, is the new mtime and ctime of the directories changed: the change
+// is the caller's own, so a caller whose leases on them were not called
+// back meanwhile knows their attributes without asking (their link counts
+// move with the subdirectories the caller removed or moved). It is zero
+// for a caller without leases and for a resent request answered from its
+// recorded reply.
+type ChangeResp struct {
+	ParentTime int64 `msgpack:"P,omitempty"`
 }
 
 // GetattrReq asks for an inode's attributes. Session, if set, asks for a

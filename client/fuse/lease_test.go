@@ -272,3 +272,44 @@ func TestLeasesAcrossTakeover(t *testing.T) {
 	}
 	statOK(t, filepath.Join(b, "g"))
 }
+
+// TestParentAttrsAfterOwnChanges: after a client's own create, mkdir,
+// unlink, rmdir or rename in a directory it holds a lease on, a stat of
+// the directory is answered from the reply's parent time without the MDS,
+// and shows what the other mount reads from the MDS.
+func TestParentAttrsAfterOwnChanges(t *testing.T) {
+	_, a, b, ca, _ := leaseMounts(t, client.CloseToOpen, testcluster.Options{})
+	d := "d"
+	if err := os.Mkdir(filepath.Join(a, d), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name string
+		do   func(dir string) error
+	}{
+		{"create", func(dir string) error { return os.WriteFile(filepath.Join(dir, "f"), nil, 0o644) }},
+		{"mkdir", func(dir string) error { return os.Mkdir(filepath.Join(dir, "s"), 0o755) }},
+		{"rename", func(dir string) error { return os.Rename(filepath.Join(dir, "f"), filepath.Join(dir, "g")) }},
+		{"unlink", func(dir string) error { return os.Remove(filepath.Join(dir, "g")) }},
+		{"rmdir", func(dir string) error { return os.Remove(filepath.Join(dir, "s")) }},
+	}
+	for _, st := range steps {
+		before := statOK(t, filepath.Join(a, d)) // leased
+		if err := st.do(filepath.Join(a, d)); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		misses := ca.LeaseStats().Misses
+		mine := statOK(t, filepath.Join(a, d)).Sys().(*syscall.Stat_t)
+		if got := ca.LeaseStats().Misses - misses; got != 0 {
+			t.Fatalf("%s: the stat of the directory after it went to the MDS (%d misses)", st.name, got)
+		}
+		theirs := statOK(t, filepath.Join(b, d)).Sys().(*syscall.Stat_t)
+		if mine.Mtim != theirs.Mtim || mine.Ctim != theirs.Ctim || mine.Nlink != theirs.Nlink {
+			t.Fatalf("%s: this mount sees mtime %v ctime %v links %d, the other %v %v %d", st.name,
+				mine.Mtim, mine.Ctim, mine.Nlink, theirs.Mtim, theirs.Ctim, theirs.Nlink)
+		}
+		if !before.ModTime().Before(time.Unix(mine.Mtim.Unix())) {
+			t.Fatalf("%s: mtime %v did not move from %v", st.name, time.Unix(mine.Mtim.Unix()), before.ModTime())
+		}
+	}
+}
