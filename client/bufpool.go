@@ -3,11 +3,14 @@ package client
 import (
 	"math/bits"
 	"sync"
+	"unsafe"
 )
 
 // Buffers for write-behind chunks and readahead are pooled in power-of-two
 // size classes from minChunk to maxChunk, so that a sequential stream
 // recycles the same few megabytes instead of feeding the garbage collector.
+// A pool holds a pointer to a buffer's first byte, which an interface holds
+// without allocating; the class gives the capacity back.
 const (
 	minChunk   = 64 << 10
 	maxChunk   = 4 << 20
@@ -35,8 +38,8 @@ func getBuf(n int) []byte {
 	if c < 0 {
 		return make([]byte, n)
 	}
-	if p, ok := bufPools[c].Get().(*[]byte); ok {
-		return (*p)[:n]
+	if p, ok := bufPools[c].Get().(*byte); ok {
+		return unsafe.Slice(p, minChunk<<c)[:n]
 	}
 	return make([]byte, n, minChunk<<c)
 }
@@ -47,8 +50,7 @@ func putBuf(b []byte) {
 	if c < 0 || cap(b) != minChunk<<c {
 		return
 	}
-	b = b[:0]
-	bufPools[c].Put(&b)
+	bufPools[c].Put(unsafe.SliceData(b))
 }
 
 // budget bounds the dirty bytes held over all files of a client. Writers

@@ -137,6 +137,53 @@ func (f *File) durableWrites() bool {
 // read as zeros up to the file size; it never returns bytes beyond the size
 // and returns io.EOF when it stops short there.
 func (f *File) ReadAt(p []byte, off int64) (int, error) {
+	n, err := f.readLen(p, off)
+	if n == 0 {
+		return 0, err
+	}
+	if f.ra != nil {
+		err = f.ra.read(p[:n], off)
+	} else {
+		err = f.readDirect(p[:n], off)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// ReadAtView reads as ReadAt does, but leaves what readahead holds where it
+// is: v.Bufs gets the bytes read, slices of readahead buffers lent to v and
+// of p (read into directly where no prefetched piece has the data). The
+// caller sends v.Bufs on and then calls v.Release; after an error v holds
+// nothing.
+func (f *File) ReadAtView(v *ReadView, p []byte, off int64) (int, error) {
+	n, err := f.readLen(p, off)
+	if n == 0 {
+		return 0, err
+	}
+	if f.ra != nil {
+		err = f.ra.view(v, p[:n], off)
+	} else if err = f.readDirect(p[:n], off); err == nil {
+		v.Bufs = append(v.Bufs, p[:n])
+	}
+	if err != nil {
+		v.Release()
+		return 0, err
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// readLen checks a read of len(p) bytes at off and returns how many of them
+// lie within the file size: 0 with io.EOF at or past the end, 0 with a nil
+// error for an empty p.
+func (f *File) readLen(p []byte, off int64) (int, error) {
 	if f.closed.Load() {
 		return 0, ErrClosed
 	}
@@ -162,20 +209,7 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	if off >= size {
 		return 0, io.EOF
 	}
-	n := int(min(int64(len(p)), size-off))
-	var err error
-	if f.ra != nil {
-		err = f.ra.read(p[:n], off)
-	} else {
-		err = f.readDirect(p[:n], off)
-	}
-	if err != nil {
-		return 0, err
-	}
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
+	return int(min(int64(len(p)), size-off)), nil
 }
 
 // readDirect reads p at off from the OSSes, after this client's buffered
@@ -598,7 +632,6 @@ var errLayoutChanged = errors.New("client: the file's layout changed")
 // recovery timeout, then fails with EIO.
 func (f *File) objCall(ctx context.Context, ref proto.ObjRef, call func(cp proto.Capability, addr string) error) error {
 	refreshed, restaled := false, false
-	target := fmt.Sprintf("OST%04x", ref.OST)
 	waited := 0
 	for attempt := 0; ; attempt++ {
 		cp, err := f.capability(ctx, nil)
@@ -613,7 +646,7 @@ func (f *File) objCall(ctx context.Context, ref proto.ObjRef, call func(cp proto
 		switch {
 		case err == nil:
 			if waited > 0 {
-				f.c.endOutage(target)
+				f.c.endOutage(ostTarget(ref.OST))
 			}
 			return nil
 		case errors.Is(err, syscall.EKEYEXPIRED) && !refreshed:
@@ -631,7 +664,7 @@ func (f *File) objCall(ctx context.Context, ref proto.ObjRef, call func(cp proto
 				return errLayoutChanged
 			}
 		case transient(err) && ctx.Err() == nil:
-			if werr := f.c.waitOutage(ctx, target, err, waited); werr != nil {
+			if werr := f.c.waitOutage(ctx, ostTarget(ref.OST), err, waited); werr != nil {
 				return werr
 			}
 			if waited++; waited%4 == 0 {
@@ -645,6 +678,10 @@ func (f *File) objCall(ctx context.Context, ref proto.ObjRef, call func(cp proto
 		}
 	}
 }
+
+// ostTarget names an OST in outage messages. It is formatted only when an
+// outage needs it: object calls are made per megabyte of data.
+func ostTarget(ost uint32) string { return fmt.Sprintf("OST%04x", ost) }
 
 // holdsObject reports whether the file's current layout has ref.
 func (f *File) holdsObject(ref proto.ObjRef) bool {

@@ -101,7 +101,7 @@ func (l *LayoutIO) Sync(ctx context.Context) error {
 // call runs one object request against the OSS of ref's OST, waiting
 // through an outage of that OSS as File.objCall does.
 func (l *LayoutIO) call(ctx context.Context, ref proto.ObjRef, fn func(addr string) error) error {
-	target := fmt.Sprintf("OST%04x", ref.OST)
+	target := ostTarget(ref.OST)
 	for waited := 0; ; waited++ {
 		addr, err := l.c.ossFor(ctx, ref.OST)
 		if err != nil {

@@ -59,9 +59,52 @@ type segment struct {
 
 // read fills p from file offset off (p lies within the file size).
 func (ra *readAhead) read(p []byte, off int64) error {
-	end := off + int64(len(p))
+	var arr [4]segment
+	segs := ra.plan(arr[:0], off, off+int64(len(p)))
+	var first error
+	for _, s := range segs {
+		dst := p[s.off-off : s.end-off]
+		if data := ra.await(s); data != nil {
+			copy(dst, data)
+			ra.unref(s.b)
+			continue
+		}
+		if err := ra.f.readDirect(dst, s.off); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// view reads [off, off+len(p)) into v without copying what readahead holds:
+// v.Bufs gets slices of the pieces (held until v.Release) and, for what no
+// piece holds, slices of p read directly.
+func (ra *readAhead) view(v *ReadView, p []byte, off int64) error {
+	v.ra = ra
+	v.segs = ra.plan(v.segs[:0], off, off+int64(len(p)))
+	var first error
+	for _, s := range v.segs {
+		if data := ra.await(s); data != nil {
+			v.Bufs = append(v.Bufs, data)
+			v.held = append(v.held, s.b)
+			continue
+		}
+		dst := p[s.off-off : s.end-off]
+		if err := ra.f.readDirect(dst, s.off); err != nil && first == nil {
+			first = err
+		}
+		v.Bufs = append(v.Bufs, dst)
+	}
+	return first
+}
+
+// plan notes a read of [off, end), cuts it into segments (appended to
+// segs) served by prefetched pieces, each referenced for the reader, or read
+// directly, and starts the prefetches a sequential reader needs next.
+func (ra *readAhead) plan(segs []segment, off, end int64) []segment {
 	size := ra.f.Size() // before ra.mu: the inode's lock comes first
 	ra.mu.Lock()
+	defer ra.mu.Unlock()
 	if off >= ra.next-ra.unit && off <= ra.next+ra.unit {
 		ra.streak++
 		ra.next = max(ra.next, end)
@@ -69,7 +112,6 @@ func (ra *readAhead) read(p []byte, off int64) error {
 		ra.streak = 0
 		ra.next = end
 	}
-	var segs []segment
 	for pos := off; pos < end; {
 		b, nextStart := ra.findLocked(pos)
 		if b != nil {
@@ -87,27 +129,22 @@ func (ra *readAhead) read(p []byte, off int64) error {
 	if ra.streak > 0 {
 		ra.prefetchLocked(end, size)
 	}
-	ra.mu.Unlock()
+	return segs
+}
 
-	var first error
-	for _, s := range segs {
-		dst := p[s.off-off : s.end-off]
-		if s.b != nil {
-			<-s.b.done
-			if s.b.err == nil {
-				copy(dst, s.b.data[s.off-s.b.off:])
-			}
-			err := s.b.err
-			ra.unref(s.b)
-			if err == nil {
-				continue
-			}
-		}
-		if err := ra.f.readDirect(dst, s.off); err != nil && first == nil {
-			first = err
-		}
+// await returns the bytes of segment s once its piece has them, or nil
+// when s has no piece or its fetch failed (the reader then reads directly);
+// a failed piece's reference is dropped here.
+func (ra *readAhead) await(s segment) []byte {
+	if s.b == nil {
+		return nil
 	}
-	return first
+	<-s.b.done
+	if s.b.err != nil {
+		ra.unref(s.b)
+		return nil
+	}
+	return s.b.data[s.off-s.b.off : s.end-s.b.off]
 }
 
 // findLocked returns the live piece holding pos, or nil and the offset of
