@@ -44,7 +44,19 @@ const connectTimeout = 20 * time.Second
 // kv.Engine.
 type Engine struct {
 	client *txnkv.Client
+	ts     tsShare
 }
+
+// newEngine wraps a client-go client.
+func newEngine(c *txnkv.Client) *Engine {
+	e := &Engine{client: c}
+	e.ts.fetch = c.GetTimestamp
+	return e
+}
+
+// TimestampFetches counts the start timestamps fetched from PD (each
+// shared by the transactions that began while it was outstanding).
+func (e *Engine) TimestampFetches() uint64 { return e.ts.fetches.Load() }
 
 var _ kv.Engine = (*Engine)(nil)
 
@@ -98,7 +110,7 @@ func Open(ctx context.Context, pdAddrs []string) (*Engine, error) {
 		if r.err != nil {
 			return nil, fmt.Errorf("kv/tikv: connect to PD %v: %w", pdAddrs, r.err)
 		}
-		return &Engine{client: r.client}, nil
+		return newEngine(r.client), nil
 	case <-ctx.Done():
 		go func() {
 			if r := <-ch; r.client != nil {
@@ -124,7 +136,7 @@ func OpenMock(dir string) (*Engine, error) {
 		_ = client.Close()
 		return nil, fmt.Errorf("kv/tikv: mock store in %s: %w", dir, err)
 	}
-	return &Engine{client: &txnkv.Client{KVStore: store}}, nil
+	return newEngine(&txnkv.Client{KVStore: store}), nil
 }
 
 var quietOnce sync.Once
@@ -135,12 +147,17 @@ func quietClientGo() {
 	quietOnce.Do(func() { log.SetLevel(zapcore.WarnLevel) })
 }
 
-// Begin starts an optimistic transaction at a fresh timestamp from PD.
+// Begin starts an optimistic transaction at a timestamp from PD fetched
+// after Begin was called, shared with concurrent begins (tsShare).
 func (e *Engine) Begin(ctx context.Context, update bool) (kv.Tx, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	t, err := e.client.Begin()
+	ts, err := e.ts.get(ctx)
+	if err != nil {
+		return nil, mapErr("begin", err)
+	}
+	t, err := e.client.Begin(tikvstore.WithStartTS(ts))
 	if err != nil {
 		return nil, mapErr("begin", err)
 	}
