@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stratafs/strata/mds/kv"
 	"github.com/stratafs/strata/proto"
 	"github.com/stratafs/strata/rpc"
 )
@@ -379,3 +380,6 @@ func (s *Service) evictForLease(session uint64) {
 
 // LeaseStats returns the lease counters, for metrics.
 func (s *Service) LeaseStats() LeaseStats { return s.leases.stats() }
+
+// TxnStats returns the counts of the service's metadata transactions.
+func (s *Service) TxnStats() kv.Stats { return s.db.Stats() }

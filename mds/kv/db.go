@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,6 +27,19 @@ type Options struct {
 // &DB{Engine: e} is as good as one from Open.
 type DB struct {
 	Engine Engine
+
+	commits, conflicts atomic.Uint64
+}
+
+// Stats counts a DB's read-write transactions.
+type Stats struct {
+	Commits   uint64 // committed
+	Conflicts uint64 // attempts that failed on a conflict and were retried (or gave up)
+}
+
+// Stats returns the DB's transaction counts.
+func (db *DB) Stats() Stats {
+	return Stats{Commits: db.commits.Load(), Conflicts: db.conflicts.Load()}
 }
 
 // Retry policy of Update: jittered exponential backoff from firstBackoff
@@ -74,9 +88,14 @@ func (db *DB) UpdateBounded(ctx context.Context, bound func() (uint64, bool), fn
 	backoff := firstBackoff
 	for attempt := 1; ; attempt++ {
 		err := db.try(ctx, fn, bound)
-		if err == nil || !errors.Is(err, ErrConflict) {
+		if err == nil {
+			db.commits.Add(1)
+			return nil
+		}
+		if !errors.Is(err, ErrConflict) {
 			return err
 		}
+		db.conflicts.Add(1)
 		if time.Since(start) > retryBudget {
 			return fmt.Errorf("kv: update gave up after %d attempts in %v: %w",
 				attempt, time.Since(start).Round(time.Millisecond), err)

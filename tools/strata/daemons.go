@@ -160,6 +160,7 @@ run N MDS servers on it, give --listen N times (server i serves the i-th
 				}
 				cfg.OnService = func(s *mds.Service) {
 					prometheus.MustRegister(newLeaseCollector(s.LeaseStats))
+					prometheus.MustRegister(newTxnCollector(s.TxnStats))
 				}
 				err = mds.Run(ctx, cfg)
 			} else {

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stratafs/strata/mds"
+	"github.com/stratafs/strata/mds/kv"
 	"github.com/stratafs/strata/oss"
 	"github.com/stratafs/strata/rpc"
 )
@@ -115,4 +116,33 @@ func (c *leaseCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.acks, prometheus.CounterValue, float64(s.Acks))
 	ch <- prometheus.MustNewConstMetric(c.expired, prometheus.CounterValue, float64(s.Expired))
 	ch <- prometheus.MustNewConstMetric(c.holders, prometheus.GaugeValue, float64(s.Holders))
+}
+
+// txnCollector exports an MDS's metadata transaction counts: conflicts
+// are attempts the store refused because another transaction wrote what
+// they touched first, retried with backoff.
+type txnCollector struct {
+	stats              func() kv.Stats
+	commits, conflicts *prometheus.Desc
+}
+
+func newTxnCollector(stats func() kv.Stats) *txnCollector {
+	return &txnCollector{
+		stats:     stats,
+		commits:   prometheus.NewDesc("strata_mds_txn_commits_total", "Metadata transactions committed.", nil, nil),
+		conflicts: prometheus.NewDesc("strata_mds_txn_conflicts_total", "Metadata transaction attempts that conflicted and were retried.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *txnCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.commits
+	ch <- c.conflicts
+}
+
+// Collect implements prometheus.Collector.
+func (c *txnCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats()
+	ch <- prometheus.MustNewConstMetric(c.commits, prometheus.CounterValue, float64(s.Commits))
+	ch <- prometheus.MustNewConstMetric(c.conflicts, prometheus.CounterValue, float64(s.Conflicts))
 }
