@@ -59,6 +59,7 @@ type budget struct {
 	mu    sync.Mutex
 	cond  *sync.Cond
 	used  int64
+	peak  int64 // the most used has been
 	limit int64
 }
 
@@ -84,6 +85,7 @@ func (b *budget) acquire(n int64, kick func()) {
 		b.cond.Wait()
 	}
 	b.used += n
+	b.peak = max(b.peak, b.used)
 }
 
 // release returns n bytes.
@@ -95,4 +97,25 @@ func (b *budget) release(n int64) {
 	b.used -= n
 	b.mu.Unlock()
 	b.cond.Broadcast()
+}
+
+// WriteBehindStats is the memory a client holds for write-behind.
+type WriteBehindStats struct {
+	// Dirty is the bytes written through the client that the OSSes have
+	// not yet acknowledged (buffered or in flight), over all files.
+	Dirty int64
+	// Peak is the most Dirty has been since the client started.
+	Peak int64
+	// Limit is Config.WriteBehindTotal. Dirty stays within it, except
+	// that a single write larger than the whole limit is taken when
+	// nothing else is held.
+	Limit int64
+}
+
+// WriteBehindStats returns the client's write-behind counters.
+func (c *Client) WriteBehindStats() WriteBehindStats {
+	b := &c.budget
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return WriteBehindStats{Dirty: b.used, Peak: b.peak, Limit: b.limit}
 }
