@@ -371,3 +371,50 @@ func TestRepliesStayWhole(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestBulkArrivesInPieces: a bulk written in many pieces, most of which the
+// server reads straight from the socket into the request's buffer rather
+// than through gnet's, reaches the handler whole and in order; a request
+// cut off mid-bulk by its client closing costs only that connection.
+func TestBulkArrivesInPieces(t *testing.T) {
+	s := newTestServer(t, "127.0.0.1:0")
+	bulk := pattern(3<<20+123, 4)
+	frame := rawFrame(t, opEcho, 7, &echoReq{Text: "pieces"})
+	setBulkLen(frame, len(bulk))
+	nc := authedRawConn(t, s.Addr())
+	if _, err := nc.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	for off := 0; off < len(bulk); off += 16 << 10 {
+		if _, err := nc.Write(bulk[off:min(off+16<<10, len(bulk))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var hb [headerSize]byte
+	if _, err := io.ReadFull(nc, hb[:]); err != nil {
+		t.Fatal(err)
+	}
+	h, err := decodeHeader(hb[:])
+	if err != nil || h.id != 7 || h.status != 0 || int(h.bulkLen) != len(bulk) {
+		t.Fatalf("reply header %+v, %v", h, err)
+	}
+	body := make([]byte, h.bodyLen)
+	got := make([]byte, h.bulkLen)
+	if _, err := io.ReadFull(nc, body); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(nc, got); err != nil {
+		t.Fatal(err)
+	}
+	var resp echoResp
+	if err := decodeBody(body, &resp); err != nil || resp.BulkLen != len(bulk) || !bytes.Equal(got, bulk) {
+		t.Fatalf("the handler got %d bytes (%v), echoed back equal: %v", resp.BulkLen, err, bytes.Equal(got, bulk))
+	}
+
+	cut := authedRawConn(t, s.Addr())
+	if _, err := cut.Write(append(bytes.Clone(frame), bulk[:len(bulk)/2]...)); err != nil {
+		t.Fatal(err)
+	}
+	_ = cut.Close()
+	checkServing(t, s)
+}

@@ -147,9 +147,13 @@ const (
 	defaultIdleTimeout = 2 * time.Minute
 	// defaultTick is how often connections are checked against deadlines.
 	defaultTick = time.Second
-	// ioBufferCap is gnet's per-read and static per-write buffer size, large
-	// enough for a 1 MiB bulk frame in one system call.
-	ioBufferCap = 1 << 20
+	// readBufferCap is gnet's per-read buffer: room for many small requests
+	// at once; a large bulk is read past it, straight into the request's
+	// buffer (see readBulk).
+	readBufferCap = 64 << 10
+	// writeBufferCap is gnet's static per-write buffer size, large enough
+	// for a 1 MiB bulk frame in one system call.
+	writeBufferCap = 1 << 20
 )
 
 // ServerStats is a snapshot of a server's counters.
@@ -318,8 +322,8 @@ func (s *Server) Start(ctx context.Context) error {
 			gnet.WithNumEventLoop(eventLoops()),
 			gnet.WithReuseAddr(true),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithReadBufferCap(ioBufferCap),
-			gnet.WithWriteBufferCap(ioBufferCap),
+			gnet.WithReadBufferCap(readBufferCap),
+			gnet.WithWriteBufferCap(writeBufferCap),
 			gnet.WithTicker(true),
 			gnet.WithLogger(gnetLogger{s}),
 		)

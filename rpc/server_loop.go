@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 )
 
 // serverConn is a server's state for one connection. Fields without atomics
@@ -147,8 +148,9 @@ func (e *eventHandler) OnTick() (time.Duration, gnet.Action) {
 }
 
 // inFrame is a request whose header has been read and whose body and bulk
-// are still arriving. Bytes go straight from gnet's read buffer into pooled
-// buffers, so a large bulk is copied once in user space.
+// are still arriving. Bytes go from gnet's read buffer into pooled buffers,
+// and what of a bulk gnet has not read yet straight from the socket (see
+// readBulk), so most of a large bulk is not copied in user space.
 type inFrame struct {
 	h       header
 	handler Handler // nil: the frame is consumed and answered on the loop
@@ -238,7 +240,15 @@ func (e *eventHandler) consume(c gnet.Conn, sc *serverConn) gnet.Action {
 		for in.got < in.size() {
 			buffered := c.InboundBuffered()
 			if buffered == 0 {
-				return gnet.None
+				if in.handler == nil || in.got < len(in.body) {
+					return gnet.None
+				}
+				n := readBulk(sc.fd, in.bulk[in.got-len(in.body):])
+				if n == 0 {
+					return gnet.None
+				}
+				in.got += n
+				continue
 			}
 			var n int
 			switch {
@@ -258,6 +268,25 @@ func (e *eventHandler) consume(c gnet.Conn, sc *serverConn) gnet.Action {
 		if action := e.dispatch(c, sc, in); action != gnet.None {
 			return action
 		}
+	}
+}
+
+// readBulk reads what the socket holds of a request's bulk straight into
+// p, once gnet's read buffer is drained: gnet would read it into its own
+// buffer first and have it copied from there. It returns 0 when the socket
+// has nothing now, and also when it failed or reached its end, which gnet
+// then meets on its next read: gnet's poller is level-triggered, so it calls
+// OnTraffic again once more arrives.
+func readBulk(fd int, p []byte) int {
+	for {
+		n, err := unix.Read(fd, p)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n < 0 {
+			return 0
+		}
+		return n
 	}
 }
 
