@@ -49,7 +49,6 @@ type Server struct {
 	client *rpc.Client                     // to the MDS
 	rpc    *rpc.Server
 	addr   atomic.Pointer[string] // advertised address, once serving
-	bufs   bufPool
 	stats  serverCounters
 }
 
@@ -332,7 +331,10 @@ func (s *Server) objCopy(req *proto.ObjCopyReq, _ *rpc.Request) (*rpc.Reply, err
 	return &rpc.Reply{Body: &proto.ObjCopyResp{Copied: n, Verifier: o.Verifier()}}, nil
 }
 
-func (s *Server) objRead(req *proto.ObjReadReq, _ *rpc.Request) (*rpc.Reply, error) {
+// objRead reads into the reply's own bulk buffer (rpc.Request.BulkBuffer):
+// pooled on TCP, and on RDMA the registered memory the reply is sent from,
+// so the data is not copied on its way out.
+func (s *Server) objRead(req *proto.ObjReadReq, r *rpc.Request) (*rpc.Reply, error) {
 	o, err := s.authorize("read", &req.Cap, req.Obj, proto.RightRead)
 	if err != nil {
 		return nil, err
@@ -340,17 +342,12 @@ func (s *Server) objRead(req *proto.ObjReadReq, _ *rpc.Request) (*rpc.Reply, err
 	if req.Length < 0 || req.Length > MaxRead {
 		return nil, fmt.Errorf("oss: read %s: length %d: %w", req.Obj.ID, req.Length, syscall.EINVAL)
 	}
-	buf := s.bufs.get(int(req.Length))
-	n, size, err := o.Read(req.Obj.ID, req.Offset, *buf, accessOf(&req.Cap))
+	buf := r.BulkBuffer(int(req.Length))
+	n, size, err := o.Read(req.Obj.ID, req.Offset, buf, accessOf(&req.Cap))
 	if err != nil {
-		s.bufs.put(buf)
 		return nil, err
 	}
-	return &rpc.Reply{
-		Body:    &proto.ObjReadResp{Size: size},
-		Bulk:    (*buf)[:n],
-		Release: func() { s.bufs.put(buf) },
-	}, nil
+	return &rpc.Reply{Body: &proto.ObjReadResp{Size: size}, Bulk: buf[:n]}, nil
 }
 
 func (s *Server) objPunch(req *proto.ObjPunchReq, _ *rpc.Request) (*rpc.Reply, error) {

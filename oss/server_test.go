@@ -563,17 +563,6 @@ func TestAdvertiseAddr(t *testing.T) {
 	}
 }
 
-func TestBufPool(t *testing.T) {
-	var p bufPool
-	for _, n := range []int{0, 1, 64 << 10, 64<<10 + 1, 1 << 20, MaxRead} {
-		b := p.get(n)
-		if len(*b) != n || cap(*b) < n || cap(*b) > max(2*n, 64<<10) {
-			t.Fatalf("get(%d): len %d cap %d", n, len(*b), cap(*b))
-		}
-		p.put(b)
-	}
-}
-
 func BenchmarkServerWrite1MiB(b *testing.B) {
 	benchServer(b, func(ctx context.Context, ts *testOSS, c proto.Capability, data []byte, i int) error {
 		_, err := ts.write(ctx, c, ref(0, 1, uint32(i%64)), int64(i/64)*int64(len(data)), data)
