@@ -169,11 +169,13 @@ type wireEnv struct {
 	addr    string
 	session uint64
 	oss     *oss.Server
+	s       *Service
 }
 
 func newWireEnv(b *testing.B) *wireEnv {
 	b.Helper()
-	addr, stop := startServer(b)
+	var svc *Service
+	addr, stop := startServerWith(b, 0, func(s *Service) { svc = s })
 	b.Cleanup(stop)
 	srv, err := oss.NewServer(oss.Config{MDS: []string{addr}, OSTs: []string{b.TempDir(), b.TempDir()},
 		Listen: "127.0.0.1:0", Secret: testSecret, Logger: quietLogger(), HeartbeatInterval: 100 * time.Millisecond})
@@ -190,7 +192,7 @@ func newWireEnv(b *testing.B) *wireEnv {
 	})
 	c := rpc.NewClient(rpc.ClientConfig{Secret: testSecret, Logger: quietLogger()})
 	b.Cleanup(func() { _ = c.Close() })
-	e := &wireEnv{ctx: context.Background(), c: c, addr: addr, oss: srv}
+	e := &wireEnv{ctx: context.Background(), c: c, addr: addr, oss: srv, s: svc}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var conn proto.ConnectResp
@@ -265,11 +267,21 @@ func BenchmarkWireUnlink(b *testing.B) {
 	for i := range b.N {
 		e.create(b, fmt.Sprintf("f%08d", i))
 	}
-	destroyed := func() uint64 { return e.oss.Stats().Ops.Destroy }
-	before := destroyed()
+	queued := func() int {
+		n := 0
+		err := e.s.view(e.ctx, func(t *mtx) error {
+			start, end := t.k.destroyRange()
+			return t.kv.Scan(e.ctx, start, end, 0, func(_, _ []byte) bool { n++; return true })
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return n
+	}
 	b.ResetTimer()
 	defer func() {
-		for destroyed()-before < uint64(b.N) {
+		// The figure includes the objects' destruction.
+		for queued() > 0 {
 			time.Sleep(time.Millisecond)
 		}
 	}()

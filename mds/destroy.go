@@ -2,6 +2,7 @@ package mds
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -86,11 +87,10 @@ func (s *Service) drainDestroyQueue(ctx context.Context) (done, left int, err er
 			return done, left, fmt.Errorf("mds: read destroy queue: %w", err)
 		}
 		var settled []settledDestroy
-		for _, q := range page {
-			if !s.serves(q.ino) {
-				continue
-			}
-			remaining := s.destroyObjects(ctx, q.ino, q.rec.Objs)
+		mine := slices.DeleteFunc(slices.Clone(page), func(q queuedDestroy) bool { return !s.serves(q.ino) })
+		rest := s.destroyPage(ctx, mine)
+		for i, q := range mine {
+			remaining := rest[i]
 			if len(remaining) < len(q.rec.Objs) {
 				settled = append(settled, settledDestroy{q, remaining})
 			}
@@ -108,6 +108,76 @@ func (s *Service) drainDestroyQueue(ctx context.Context) (done, left int, err er
 		}
 		start = append(page[len(page)-1].key, 0)
 	}
+}
+
+// destroyPage deletes the objects of a page of queue entries and returns,
+// per entry, the objects that could not be deleted. With an ObjectIO that
+// can, it sends one call per OSS for the whole page, in parallel (an OSS
+// then syncs its tombstone log once for hundreds of unlinked files, not
+// once each); otherwise one call per entry and OSS.
+func (s *Service) destroyPage(ctx context.Context, page []queuedDestroy) [][]proto.ObjRef {
+	left := make([][]proto.ObjRef, len(page))
+	many, ok := s.io.(ManyDestroyer)
+	if !ok {
+		for i, q := range page {
+			left[i] = s.destroyObjects(ctx, q.ino, q.rec.Objs)
+		}
+		return left
+	}
+	type part struct {
+		entry int
+		objs  []proto.ObjRef
+	}
+	byAddr := map[string][]part{}
+	for i, q := range page {
+		perAddr := map[string][]proto.ObjRef{}
+		for _, o := range q.rec.Objs {
+			addr, err := s.targets.addr(o.OST)
+			if err != nil {
+				left[i] = append(left[i], o)
+				continue
+			}
+			perAddr[addr] = append(perAddr[addr], o)
+		}
+		for addr, objs := range perAddr {
+			byAddr[addr] = append(byAddr[addr], part{i, objs})
+		}
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for addr, parts := range byAddr {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			files := make([]proto.ObjDestroyReq, len(parts))
+			for j, p := range parts {
+				files[j] = proto.ObjDestroyReq{Cap: s.capability(page[p.entry].ino, proto.RightWrite, 0, 0), Objs: p.objs}
+			}
+			failed := func(p part) {
+				mu.Lock()
+				left[p.entry] = append(left[p.entry], p.objs...)
+				mu.Unlock()
+			}
+			err := many.DestroyMany(ctx, addr, files)
+			switch {
+			case errors.Is(err, syscall.ENOSYS):
+				// An OSS from before OpObjDestroyMany: a call per file.
+				for j, p := range parts {
+					if err := s.io.Destroy(ctx, addr, files[j].Cap, p.objs); err != nil {
+						s.log.Warn("mds: destroy objects", "ino", fmt.Sprintf("%#x", page[p.entry].ino), "oss", addr, "err", err)
+						failed(p)
+					}
+				}
+			case err != nil:
+				s.log.Warn("mds: destroy objects", "oss", addr, "files", len(files), "err", err)
+				for _, p := range parts {
+					failed(p)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return left
 }
 
 // destroyObjects asks the OSSes to delete objs of ino, one call per OSS in

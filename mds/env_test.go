@@ -53,6 +53,10 @@ type fakeIO struct {
 	destroyed []proto.ObjRef
 	fail      error
 	secret    []byte
+	// oldOSS makes DestroyMany fail as an OSS without it does (ENOSYS);
+	// manyCalls counts the DestroyMany calls that went through.
+	oldOSS    bool
+	manyCalls int
 	// punchesLeft, when positive, is how many more punches succeed
 	// before every punch fails with EIO (a crash in the middle of a
 	// truncate); 0 means no limit.
@@ -90,6 +94,25 @@ func (f *fakeIO) Destroy(_ context.Context, _ string, c proto.Capability, objs [
 		return f.fail
 	}
 	f.destroyed = append(f.destroyed, objs...)
+	return nil
+}
+
+// DestroyMany makes the service's destroy passes batch (ManyDestroyer).
+func (f *fakeIO) DestroyMany(ctx context.Context, addr string, files []proto.ObjDestroyReq) error {
+	f.mu.Lock()
+	old := f.oldOSS
+	if !old {
+		f.manyCalls++
+	}
+	f.mu.Unlock()
+	if old {
+		return fmt.Errorf("rpc: op %d not supported: %w", proto.OpObjDestroyMany, syscall.ENOSYS)
+	}
+	for _, file := range files {
+		if err := f.Destroy(ctx, addr, file.Cap, file.Objs); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

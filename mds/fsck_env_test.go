@@ -53,6 +53,16 @@ func (f *fakeObjects) Destroy(ctx context.Context, addr string, c proto.Capabili
 	return nil
 }
 
+// DestroyMany is Destroy for each file, as an OSS does in one call.
+func (f *fakeObjects) DestroyMany(ctx context.Context, addr string, files []proto.ObjDestroyReq) error {
+	for _, file := range files {
+		if err := f.Destroy(ctx, addr, file.Cap, file.Objs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ListObjects lists or probes as an OSS does.
 func (f *fakeObjects) ListObjects(_ context.Context, _ string, req *proto.OSTListReq) (*proto.OSTListResp, error) {
 	if err := req.Cap.Verify(f.secret, proto.FsckIno, proto.RightRead, time.Unix(0, req.Cap.Expiry)); err != nil {

@@ -21,7 +21,14 @@ type ObjectIO interface {
 	Destroy(ctx context.Context, addr string, c proto.Capability, objs []proto.ObjRef) error
 }
 
+// ManyDestroyer is an ObjectIO that can also delete the objects of many
+// files on one OSS in one call (the destroy queue's passes use it).
+type ManyDestroyer interface {
+	DestroyMany(ctx context.Context, addr string, files []proto.ObjDestroyReq) error
+}
+
 // RPCObjectIO reaches OSSes over rpc with OpObjPunch and OpObjDestroy.
+
 type RPCObjectIO struct {
 	Client *rpc.Client
 }
@@ -36,6 +43,11 @@ func (r *RPCObjectIO) Punch(ctx context.Context, addr string, c proto.Capability
 // Destroy sends OpObjDestroy.
 func (r *RPCObjectIO) Destroy(ctx context.Context, addr string, c proto.Capability, objs []proto.ObjRef) error {
 	return r.Client.Call(ctx, addr, proto.OpObjDestroy, &proto.ObjDestroyReq{Cap: c, Objs: objs}, nil)
+}
+
+// DestroyMany sends OpObjDestroyMany.
+func (r *RPCObjectIO) DestroyMany(ctx context.Context, addr string, files []proto.ObjDestroyReq) error {
+	return r.Client.Call(ctx, addr, proto.OpObjDestroyMany, &proto.ObjDestroyManyReq{Files: files}, nil)
 }
 
 // noObjectIO is the ObjectIO of a service configured without one.

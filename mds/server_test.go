@@ -24,6 +24,12 @@ func startServer(t testing.TB) (addr string, stop func()) {
 // default).
 func startServerLease(t testing.TB, lease time.Duration) (addr string, stop func()) {
 	t.Helper()
+	return startServerWith(t, lease, nil)
+}
+
+// startServerWith is startServerLease that hands the service to onService.
+func startServerWith(t testing.TB, lease time.Duration, onService func(*Service)) (addr string, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	kvURL := "embedded:" + filepath.Join(t.TempDir(), "mdt")
 	if err := Format(ctx, kvURL, FormatOptions{FSName: "wirefs", Logger: quietLogger()}); err != nil {
@@ -36,7 +42,7 @@ func startServerLease(t testing.TB, lease time.Duration) (addr string, stop func
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, Config{KV: kvURL, Listen: "127.0.0.1:0", Secret: testSecret, Logger: quietLogger(), Lease: lease,
-			OnListen: func(a string) { addrs <- a }})
+			OnListen: func(a string) { addrs <- a }, OnService: onService})
 	}()
 	select {
 	case addr = <-addrs:

@@ -227,6 +227,7 @@ func (s *Server) registerHandlers() {
 	route(s, proto.OpObjSync, s.objSync)
 	route(s, proto.OpObjGetattr, s.objGetattr)
 	route(s, proto.OpObjDestroy, s.objDestroy)
+	route(s, proto.OpObjDestroyMany, s.objDestroyMany)
 	route(s, proto.OpOSTStatfs, s.ostStatfs)
 	route(s, proto.OpObjFalloc, s.objFallocate)
 	route(s, proto.OpObjCopy, s.objCopy)
@@ -383,18 +384,28 @@ func (s *Server) objGetattr(req *proto.ObjGetattrReq, _ *rpc.Request) (*rpc.Repl
 
 // objDestroy checks every object against the capability and the served
 // OSTs before deleting any, so a bad request deletes nothing.
-func (s *Server) objDestroy(req *proto.ObjDestroyReq, _ *rpc.Request) (*rpc.Reply, error) {
+func (s *Server) objDestroy(req *proto.ObjDestroyReq, r *rpc.Request) (*rpc.Reply, error) {
+	return s.objDestroyMany(&proto.ObjDestroyManyReq{Files: []proto.ObjDestroyReq{*req}}, r)
+}
+
+// objDestroyMany deletes the objects of many files with one Destroy (one
+// tombstone-log sync, one sync per fan-out directory) per OST, after
+// checking every file's capability.
+func (s *Server) objDestroyMany(req *proto.ObjDestroyManyReq, _ *rpc.Request) (*rpc.Reply, error) {
 	perOST := make(map[*OST][]layout.ObjectID)
 	var order []*OST
-	for _, ref := range req.Objs {
-		o, err := s.authorize("destroy", &req.Cap, ref, proto.RightWrite)
-		if err != nil {
-			return nil, err
+	for i := range req.Files {
+		f := &req.Files[i]
+		for _, ref := range f.Objs {
+			o, err := s.authorize("destroy", &f.Cap, ref, proto.RightWrite)
+			if err != nil {
+				return nil, err
+			}
+			if perOST[o] == nil {
+				order = append(order, o)
+			}
+			perOST[o] = append(perOST[o], ref.ID)
 		}
-		if perOST[o] == nil {
-			order = append(order, o)
-		}
-		perOST[o] = append(perOST[o], ref.ID)
 	}
 	var errs []error
 	for _, o := range order {

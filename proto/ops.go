@@ -96,6 +96,9 @@ const (
 	OpObjFalloc  uint16 = 207 // ObjFallocateReq -> ObjWriteResp
 	OpObjCopy    uint16 = 208 // ObjCopyReq -> ObjCopyResp
 	OpObjFence   uint16 = 209 // ObjFenceReq -> Empty (migrate: the old layout's objects take the new generation)
+	// OpObjDestroyMany deletes the objects of many files in one call (the
+	// MDS's destroy queue): one tombstone-log sync per OST for them all.
+	OpObjDestroyMany uint16 = 210 // ObjDestroyManyReq -> Empty
 
 	// OSS administration (MDS to OSS).
 	OpOSTList uint16 = 220 // OSTListReq -> OSTListResp (fsck: an OST's objects, in pages)

@@ -156,6 +156,13 @@ type ObjDestroyReq struct {
 	Objs []ObjRef   `msgpack:"o"`
 }
 
+// ObjDestroyManyReq deletes the objects of many files, each with its own
+// capability; missing objects are not an error. A file whose capability
+// does not check makes the whole request fail, deleting nothing.
+type ObjDestroyManyReq struct {
+	Files []ObjDestroyReq `msgpack:"f"`
+}
+
 // OSTStatfsReq asks one OST for its usage.
 type OSTStatfsReq struct {
 	OST uint32 `msgpack:"o"`
