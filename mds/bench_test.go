@@ -296,3 +296,34 @@ func BenchmarkWireUnlink(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkWireOpen opens an existing file read-only and releases it, as a
+// small-file read through a mount does (the release batched later there).
+func BenchmarkWireOpen(b *testing.B) {
+	e := newWireEnv(b)
+	const files = 1000
+	for i := range files {
+		e.create(b, fmt.Sprintf("f%08d", i))
+	}
+	inos := make([]uint64, files)
+	for i := range files {
+		var entry proto.EntryResp
+		if err := e.c.Call(e.ctx, e.addr, proto.OpLookup, &proto.LookupReq{Parent: RootIno, Name: fmt.Sprintf("f%08d", i)}, &entry); err != nil {
+			b.Fatal(err)
+		}
+		inos[i] = entry.Attr.Ino
+	}
+	i := 0
+	for b.Loop() {
+		var f proto.OpenResp
+		ino := inos[i%files]
+		if err := e.c.Call(e.ctx, e.addr, proto.OpOpen, &proto.OpenReq{Session: e.session, Ino: ino, Flags: syscall.O_RDONLY}, &f); err != nil {
+			b.Fatal(err)
+		}
+		var attr proto.AttrResp
+		if err := e.c.Call(e.ctx, e.addr, proto.OpClose, &proto.CloseReq{Session: e.session, Ino: ino, Handle: f.Handle}, &attr); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
