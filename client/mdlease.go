@@ -194,11 +194,18 @@ func (c *Client) leased(gen uint64, lease uint32, dir uint64, names map[string]u
 	l := &c.leases
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if lease == 0 {
-		delete(l.complete, dir) // names may exist that are not cached
-		return 0
+	// A directory known completely stays so only if the names this reply
+	// made known are recorded: on any way out below that does not record
+	// them, a later lookup of one would be answered "no such file" here.
+	recorded := false
+	if dir != 0 {
+		defer func() {
+			if !recorded {
+				delete(l.complete, dir)
+			}
+		}()
 	}
-	if gen < l.floor {
+	if lease == 0 || gen < l.floor {
 		return 0
 	}
 	inos := make([]uint64, 0, len(attrs)+1)
@@ -253,9 +260,9 @@ func (c *Client) leased(gen uint64, lease uint32, dir uint64, names map[string]u
 		}
 	}
 	if !whole {
-		delete(l.complete, dir) // a name may be missing now
-		return 0
+		return 0 // a name may be missing now
 	}
+	recorded = true
 	return ttl
 }
 
@@ -428,6 +435,11 @@ func (l *leaseCache) dropMDTsLocked(mdts []uint32) {
 			delete(l.names, dir)
 			delete(l.complete, dir)
 			l.notes = append(l.notes, note{dir, names})
+		}
+	}
+	for dir := range l.complete {
+		if slices.Contains(mdts, mdtOf(dir)) {
+			delete(l.complete, dir)
 		}
 	}
 }

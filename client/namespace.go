@@ -158,6 +158,12 @@ func (c *Client) CreateEntry(ctx context.Context, cred proto.Cred, parent uint64
 		Mode: mode & 0o7777, Umask: umask & 0o777, Flags: uint32(flags), Layout: spec, KillPrivs: flags&OKillPrivs != 0}
 	var resp proto.OpenResp
 	err := c.mdsCall(ctx, parent, proto.OpCreate, &req, &resp)
+	if err != nil {
+		// Whether name exists is not known here any more (the create
+		// may have committed, or found a name this client thought
+		// absent).
+		c.forget(parent, []string{name}, parent)
+	}
 	if errors.Is(err, syscall.EEXIST) && flags&syscall.O_EXCL == 0 {
 		a, lerr := c.Lookup(ctx, cred, parent, name)
 		if lerr != nil {
@@ -170,7 +176,6 @@ func (c *Client) CreateEntry(ctx context.Context, cred proto.Cred, parent uint64
 		return f, 0, err
 	}
 	if err != nil {
-		c.forget(0, nil, parent)
 		return nil, 0, fmt.Errorf("client: create %q in %#x: %w", name, parent, err)
 	}
 	c.parentChanged(gen, parent, resp.ParentTime, 0)
@@ -231,7 +236,7 @@ func (c *Client) MkdirEntry(ctx context.Context, cred proto.Cred, parent uint64,
 	req := proto.MkdirReq{Cred: cred, Parent: parent, Name: name, Mode: mode & 0o7777, Umask: umask & 0o777, MDT: mdt}
 	err := c.mdsCall(ctx, parent, proto.OpMkdir, &req, &resp)
 	if err != nil {
-		c.forget(0, nil, parent)
+		c.forget(parent, []string{name}, parent)
 		return proto.Attr{}, 0, fmt.Errorf("client: mkdir %q in %#x: %w", name, parent, err)
 	}
 	c.parentChanged(gen, parent, resp.ParentTime, 1)
