@@ -73,7 +73,13 @@ mkdir -p "$work/ceiling"
 "$work/fuseceiling" "$shm" "$work/ceiling" >"$work/ceiling.out" 2>&1 &
 ceil_pid=$!
 for _ in $(seq 1 100); do grep -q '^ready' "$work/ceiling.out" && break; sleep 0.1; done
-bench() { "$BIN" bench --json --threads 2 --big-file-size "$BIG" --small-files 1000 --meta-ops "$META" "$1" 2>/dev/null; }
+bench() {
+  if ! "$BIN" bench --json --threads 2 --big-file-size "$BIG" --small-files 1000 --meta-ops "$META" "$1" 2>"$work/bench.err"; then
+    echo "bench: strata bench $1 failed:" >&2
+    grep -v ': [0-9]*/[0-9]*$' "$work/bench.err" | tail -5 >&2
+    exit 1
+  fi
+}
 bench "$work/local" >"$work/b.local"
 bench "$work/ceiling" >"$work/b.ceiling"
 bench "$work/mnt/bench" >"$work/b.strata"
