@@ -51,3 +51,40 @@ func TestDestroyBatches(t *testing.T) {
 		})
 	}
 }
+
+// TestDestroyHinted: the worker's pass after a kick destroys what this
+// service queued, reading the queue by key; entries it did not queue (an
+// earlier process, another MDS) wait for a full pass, which finds them.
+func TestDestroyHinted(t *testing.T) {
+	e := newEnv(t, openEmbedded)
+	for i := range 10 {
+		e.create(root, RootIno, fmt.Sprintf("f%d", i), 0o644)
+		e.must(e.s.Unlink(e.ctx, &proto.UnlinkReq{Cred: root, Parent: RootIno, Name: fmt.Sprintf("f%d", i)}))
+	}
+	done, left, err := e.s.drainHinted(e.ctx)
+	e.must(err)
+	if done != 10 || left != 0 || e.queueLen() != 0 {
+		t.Fatalf("hinted pass: %d done, %d left, %d queued; want 10, 0, 0", done, left, e.queueLen())
+	}
+	// Queued by "another process": this service has no hints for them.
+	for i := range 5 {
+		e.create(root, RootIno, fmt.Sprintf("g%d", i), 0o644)
+		e.must(e.s.Unlink(e.ctx, &proto.UnlinkReq{Cred: root, Parent: RootIno, Name: fmt.Sprintf("g%d", i)}))
+	}
+	e.s.hints.take()
+	if done, _, err := e.s.drainHinted(e.ctx); err != nil || done != 0 || e.queueLen() != 5 {
+		t.Fatalf("hinted pass without hints: %d done, %v, %d queued; want 0 and 5 left for the full pass", done, err, e.queueLen())
+	}
+	if done, _, err := e.s.drainDestroyQueue(e.ctx); err != nil || done != 5 || e.queueLen() != 0 {
+		t.Fatalf("full pass: %d done, %v, %d queued", done, err, e.queueLen())
+	}
+	// Too many to remember: the hinted pass scans.
+	e.create(root, RootIno, "h", 0o644)
+	e.must(e.s.Unlink(e.ctx, &proto.UnlinkReq{Cred: root, Parent: RootIno, Name: "h"}))
+	e.s.hints.mu.Lock()
+	e.s.hints.keys, e.s.hints.lost = nil, true
+	e.s.hints.mu.Unlock()
+	if done, _, err := e.s.drainHinted(e.ctx); err != nil || done != 1 {
+		t.Fatalf("hinted pass after lost hints: %d done, %v; want the full pass's 1", done, err)
+	}
+}

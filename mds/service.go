@@ -106,6 +106,7 @@ type Service struct {
 	lockWait time.Duration // how long a waiting lock request is held
 	nextMDT  atomic.Uint64 // round robin of top-level directories
 	kick     chan struct{} // wakes the destroy worker
+	hints    destroyHints  // destroy-queue keys this service committed (destroy.go)
 	fsck     fsckRuns      // filesystem checks in progress (fsck.go)
 	migr     thawWaits     // waits for files frozen by a migration (migrate.go)
 	clog     changelogs    // changelog numbering of the owned MDTs (changelog.go)

@@ -32,6 +32,8 @@ type mtx struct {
 	shards  map[shardKey]*dirShard
 	touched bool
 	replay  bool
+	// queued are the destroy-queue keys the transaction wrote.
+	queued [][]byte
 	// For the break of metadata leases before the commit (leasing.go):
 	// the names added or removed, and the inodes made.
 	names []proto.LeaseName
@@ -93,6 +95,9 @@ func (s *Service) update(ctx context.Context, fn func(t *mtx) error) error {
 	}
 	if c := callerOf(ctx); c != nil && err == nil && last.touched && !last.replay {
 		c.when = last.now
+	}
+	if err == nil && len(last.queued) > 0 {
+		s.hints.add(last.queued)
 	}
 	if errors.Is(err, kv.ErrFenced) {
 		// This MDS's lease ran out (it may have lost its MDTs): nothing
