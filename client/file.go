@@ -539,9 +539,9 @@ func (f *File) Close() error {
 		f.ra.close()
 		if !f.canWrite() {
 			// Nothing to report and nothing to learn: deferred
-			// and batched (release.go).
+			// and batched (release.go). Nothing changed either: the
+			// attributes cached under a lease stay.
 			f.c.deferRelease(req)
-			f.c.forget(0, nil, f.ino)
 			f.c.releaseInode(in, f)
 			f.err = err
 			return

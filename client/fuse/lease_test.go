@@ -313,3 +313,35 @@ func TestParentAttrsAfterOwnChanges(t *testing.T) {
 		}
 	}
 }
+
+// TestStatAfterReadStaysLocal: reading a file changes nothing at the MDS,
+// so the attributes the mount holds under a lease survive the read's
+// close; a stat after it needs no MDS.
+func TestStatAfterReadStaysLocal(t *testing.T) {
+	_, a, _, ca, _ := leaseMounts(t, client.CloseToOpen, testcluster.Options{})
+	p := filepath.Join(a, "f")
+	if err := os.WriteFile(p, []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for { // until a stat of the file is answered under a lease
+		misses := ca.LeaseStats().Misses
+		statOK(t, p)
+		if ca.LeaseStats().Misses == misses {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no lease on the file")
+		}
+	}
+	for range 3 {
+		misses := ca.LeaseStats().Misses
+		if got, err := os.ReadFile(p); err != nil || string(got) != "data" {
+			t.Fatalf("read %q, %v", got, err)
+		}
+		statOK(t, p)
+		if d := ca.LeaseStats().Misses - misses; d != 0 {
+			t.Fatalf("%d lookups or getattrs went to the MDS for a stat after a read", d)
+		}
+	}
+}
