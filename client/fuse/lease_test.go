@@ -12,6 +12,7 @@ import (
 
 	"github.com/stratafs/strata/client"
 	"github.com/stratafs/strata/client/internal/testcluster"
+	"github.com/stratafs/strata/layout"
 	"github.com/stratafs/strata/proto"
 )
 
@@ -320,7 +321,17 @@ func TestParentAttrsAfterOwnChanges(t *testing.T) {
 func TestStatAfterReadStaysLocal(t *testing.T) {
 	_, a, _, ca, _ := leaseMounts(t, client.CloseToOpen, testcluster.Options{})
 	p := filepath.Join(a, "f")
-	if err := os.WriteFile(p, []byte("data"), 0o644); err != nil {
+	// Written through the library, whose Close returns once the MDS has
+	// the handle back (the kernel releases a closed file's handle later,
+	// which would drop the attributes in the middle of the test).
+	f, err := ca.Create(context.Background(), proto.Cred{}, 1, "f", 0o644, 0, syscall.O_WRONLY|syscall.O_CREAT, layout.Spec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("data"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
