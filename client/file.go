@@ -501,8 +501,9 @@ func (f *File) reportSize(ctx context.Context, sync bool) error {
 	}
 	in.mu.Unlock()
 	var resp proto.AttrResp
+	gen := f.c.leaseGen()
 	err := f.c.mdsCall(ctx, f.ino, proto.OpSetSize, &req, &resp)
-	f.c.forget(0, nil, f.ino)
+	f.c.refreshAttr(gen, f.ino, err, &resp)
 	if err != nil {
 		in.mu.Lock()
 		in.unreported = in.unreported || wasUnreported
@@ -549,8 +550,9 @@ func (f *File) Close() error {
 		var resp proto.AttrResp
 		ctx, cancel := context.WithTimeout(context.Background(), f.c.cfg.RecoveryTimeout+time.Minute)
 		defer cancel()
+		gen := f.c.leaseGen()
 		cerr := f.c.mdsCall(ctx, f.ino, proto.OpClose, &req, &resp)
-		f.c.forget(0, nil, f.ino)
+		f.c.refreshAttr(gen, f.ino, cerr, &resp)
 		if errors.Is(cerr, syscall.EBADF) && !req.Wrote {
 			// A read handle the MDS no longer has (a resend of a close
 			// that went through, or one dropped by a restart): closed.

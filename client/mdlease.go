@@ -368,6 +368,17 @@ func (c *Client) parentChanged(gen uint64, dir uint64, when int64, delta int32) 
 	l.attrGen[dir] = g
 }
 
+// refreshAttr replaces the cached attributes of a file this client just
+// changed (a close or size report; gen taken before the request) with
+// those of the reply, when the reply carries a lease on them; otherwise
+// (an error, no lease, a callback meanwhile) it forgets them.
+func (c *Client) refreshAttr(gen, ino uint64, err error, resp *proto.AttrResp) {
+	if err == nil && resp.Attr.Ino == ino && c.leased(gen, resp.Lease, 0, nil, resp.Attr) > 0 {
+		return
+	}
+	c.forget(0, nil, ino)
+}
+
 // revoke applies a callback. Call with mu held.
 func (l *leaseCache) revokeLocked(r proto.Revoke) {
 	g := l.touchLocked()

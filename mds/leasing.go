@@ -34,6 +34,9 @@ type caller struct {
 	session uint64
 	named   []uint64
 	granted uint32
+	// attrs: the reply carries the attributes of named (a close or a
+	// size report), which the caller may then cache under a lease.
+	attrs bool
 	// when is the time of the change the request made in a directory
 	// (mtx.touched), for the reply's ParentTime; 0 if none or replayed.
 	when int64
@@ -74,9 +77,9 @@ func withCaller(ctx context.Context, req any) context.Context {
 	case *proto.RemovexattrReq:
 		c.session, c.named = r.Cred.Session, []uint64{r.Ino}
 	case *proto.CloseReq:
-		c.session, c.named = r.Session, []uint64{r.Ino}
+		c.session, c.named, c.attrs = r.Session, []uint64{r.Ino}, true
 	case *proto.SetSizeReq:
-		c.session, c.named = r.Session, []uint64{r.Ino}
+		c.session, c.named, c.attrs = r.Session, []uint64{r.Ino}, true
 	default:
 		c.session = sessionOf(req)
 	}
@@ -98,6 +101,10 @@ func grantedLease(ctx context.Context, resp any) {
 		r.Lease = c.granted
 	case *proto.OpenResp:
 		r.Lease = c.granted
+	case *proto.AttrResp:
+		if c.attrs {
+			r.Lease = c.granted
+		}
 	}
 }
 
@@ -189,6 +196,9 @@ func (s *Service) breakFor(ctx context.Context, t *mtx) (*leaseBreak, error) {
 	b, err := s.leases.breakLeases(ctx, local, t.names, except, keep)
 	if err != nil {
 		return nil, fmt.Errorf("mds: call back metadata leases: %w", err)
+	}
+	if c := callerOf(ctx); c != nil && c.attrs {
+		b.grantKeep = !slices.ContainsFunc(keep, func(ino uint64) bool { return !s.owns(inoMDT(ino)) })
 	}
 	for _, ino := range t.fresh {
 		if slices.Contains(local, ino) {

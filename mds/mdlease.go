@@ -151,8 +151,12 @@ type leaseBreak struct {
 	except uint64
 	fresh  []uint64 // inodes the change creates: the changer may lease them
 	keep   []uint64 // inodes the changer keeps its leases on
-	after  func()   // ends the break at other MDSes, if any
-	done   bool     // released
+	// grantKeep: the changer's reply carries the attributes of keep
+	// (close, size report), so it may be granted leases on them even
+	// when the change creates nothing.
+	grantKeep bool
+	after     func() // ends the break at other MDSes, if any
+	done      bool   // released
 }
 
 // breakLeases starts a break of the leases on inos (and the names listed,
@@ -343,7 +347,7 @@ func (b *leaseBreak) release(committed bool) uint32 {
 		return 0
 	}
 	b.done = true
-	granted := committed && b.except != 0 && len(b.fresh) > 0
+	granted := committed && b.except != 0 && (len(b.fresh) > 0 || b.grantKeep && len(b.keep) > 0)
 	ss := l.sessions[b.except]
 	if ss == nil || l.now().Sub(ss.lastPoll) >= l.term {
 		granted = false

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -353,6 +355,55 @@ func TestStatAfterReadStaysLocal(t *testing.T) {
 		statOK(t, p)
 		if d := ca.LeaseStats().Misses - misses; d != 0 {
 			t.Fatalf("%d lookups or getattrs went to the MDS for a stat after a read", d)
+		}
+	}
+}
+
+// TestStatAfterWriteStaysLocal: the reply to a writer's close carries the
+// file's attributes under a lease, so a stat after it needs no MDS and
+// shows the size written; the other mount sees the same.
+func TestStatAfterWriteStaysLocal(t *testing.T) {
+	_, a, b, ca, _ := leaseMounts(t, client.CloseToOpen, testcluster.Options{})
+	write := func(name string, data string) {
+		t.Helper()
+		f, err := ca.Create(context.Background(), proto.Cred{}, 1, name, 0o644, 0, syscall.O_WRONLY|syscall.O_CREAT, layout.Spec{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteAt([]byte(data), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Until the mount's session leases (its first poll registered it).
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; ; i++ {
+		name := fmt.Sprintf("warm%d", i)
+		write(name, "x")
+		misses := ca.LeaseStats().Misses
+		statOK(t, filepath.Join(a, name))
+		if ca.LeaseStats().Misses == misses {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no lease from a close")
+		}
+	}
+	for i := range 5 {
+		name := fmt.Sprintf("f%d", i)
+		data := strings.Repeat("y", 100+i)
+		write(name, data)
+		misses := ca.LeaseStats().Misses
+		if fi := statOK(t, filepath.Join(a, name)); fi.Size() != int64(len(data)) {
+			t.Fatalf("size %d after writing %d bytes", fi.Size(), len(data))
+		}
+		if d := ca.LeaseStats().Misses - misses; d != 0 {
+			t.Fatalf("%d lookups or getattrs went to the MDS for a stat after a write and close", d)
+		}
+		if fi := statOK(t, filepath.Join(b, name)); fi.Size() != int64(len(data)) {
+			t.Fatalf("other mount: size %d, want %d", fi.Size(), len(data))
 		}
 	}
 }
