@@ -552,7 +552,11 @@ func (f *File) Close() error {
 		defer cancel()
 		gen := f.c.leaseGen()
 		cerr := f.c.mdsCall(ctx, f.ino, proto.OpClose, &req, &resp)
-		f.c.refreshAttr(gen, f.ino, cerr, &resp)
+		if req.Wrote || cerr != nil {
+			// (A close that reports nothing changes nothing: what
+			// is cached stays.)
+			f.c.refreshAttr(gen, f.ino, cerr, &resp)
+		}
 		if errors.Is(cerr, syscall.EBADF) && !req.Wrote {
 			// A read handle the MDS no longer has (a resend of a close
 			// that went through, or one dropped by a restart): closed.

@@ -407,3 +407,43 @@ func TestStatAfterWriteStaysLocal(t *testing.T) {
 		}
 	}
 }
+
+// TestStatAfterEmptyCreateStaysLocal: a file created and closed without a
+// write (touch) keeps the attributes its create leased: the close reports
+// nothing, so nothing it cached is stale. (The files are made through the
+// library, so the kernel has no copy and every stat reaches the mount.)
+func TestStatAfterEmptyCreateStaysLocal(t *testing.T) {
+	_, a, _, ca, _ := leaseMounts(t, client.CloseToOpen, testcluster.Options{})
+	touch := func(name string) {
+		t.Helper()
+		f, err := ca.Create(context.Background(), proto.Cred{}, 1, name, 0o644, 0, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL, layout.Spec{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; ; i++ { // until the mount's session leases
+		name := fmt.Sprintf("warm%d", i)
+		touch(name)
+		misses := ca.LeaseStats().Misses
+		statOK(t, filepath.Join(a, name))
+		if ca.LeaseStats().Misses == misses {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no lease from a create")
+		}
+	}
+	for i := range 5 {
+		name := fmt.Sprintf("e%d", i)
+		touch(name)
+		misses := ca.LeaseStats().Misses
+		statOK(t, filepath.Join(a, name))
+		if d := ca.LeaseStats().Misses - misses; d != 0 {
+			t.Fatalf("%d lookups or getattrs went to the MDS for a stat after create and close", d)
+		}
+	}
+}
