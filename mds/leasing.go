@@ -331,7 +331,11 @@ func (s *Service) leaseWait(ctx context.Context, req *proto.LeaseWaitReq, gone <
 			return nil, err
 		}
 	}
-	wait := min(time.Duration(req.WaitMillis)*time.Millisecond, maxLeaseWait, s.leases.term/2)
+	// A poll parks at most a quarter term: the client renews its leases
+	// (a term from when it sent the poll) only when the poll returns, so
+	// the time they have left, which is what its kernel may cache for,
+	// never drops below half a term.
+	wait := min(time.Duration(req.WaitMillis)*time.Millisecond, maxLeaseWait, s.leases.term/4)
 	return s.leases.poll(ctx, req, wait, s.ownedMDTs, gone), nil
 }
 
