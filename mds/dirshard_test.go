@@ -184,3 +184,72 @@ func testDirTimesAndLinks(t *testing.T, open opener) {
 		t.Fatalf("setattr reply: %d links, want 6", r.Attr.Nlink)
 	}
 }
+
+// testSubdirLimit: the subdirectory limit holds with the counts in shards.
+// A directory whose inode already counts near the limit is checked exactly
+// (every shard read), and a shard whose delta grows large has the deltas
+// of all moved into the inode, so the cheap check stays sound.
+func testSubdirLimit(t *testing.T, open opener) {
+	e := newEnv(t, open)
+	d := e.mkdir(root, RootIno, "d", 0o755).Ino
+	setBase := func(n uint32) {
+		e.must(e.s.update(e.ctx, func(m *mtx) error {
+			in, err := m.dir(d)
+			if err != nil {
+				return err
+			}
+			in.Nlink = n
+			m.put(in)
+			return nil
+		}))
+	}
+	setBase(maxLinks - 5) // as if 64,993 subdirectories were counted there
+	made := 0
+	var err error
+	for i := range 10 {
+		if _, err = e.s.Mkdir(e.ctx, &proto.MkdirReq{Cred: root, Parent: d, Name: fmt.Sprintf("s%d", i), Mode: 0o755, MDT: -1}); err != nil {
+			break
+		}
+		made++
+	}
+	if made != 5 || !errors.Is(err, syscall.EMLINK) {
+		t.Fatalf("made %d subdirectories before %v; want 5, then EMLINK", made, err)
+	}
+	if got := e.getattr(d).Nlink; got != maxLinks {
+		t.Fatalf("%d links at the limit, want %d", got, maxLinks)
+	}
+
+	// A shard near its bound: the next subdirectory through it moves
+	// every delta into the inode.
+	d2 := e.mkdir(root, RootIno, "d2", 0o755).Ino
+	name := "x"
+	e.must(e.s.update(e.ctx, func(m *mtx) error {
+		sh, err := m.shard(d2, shardOf(name))
+		if err != nil {
+			return err
+		}
+		sh.Nlink = maxLinks/(2*dirShards) - 1
+		return m.setRecord(m.k.dirShard(d2, shardOf(name)), sh)
+	}))
+	before := e.getattr(d2).Nlink
+	e.mkdir(root, d2, name, 0o755)
+	if got := e.getattr(d2).Nlink; got != before+1 {
+		t.Fatalf("links %d after a mkdir, want %d", got, before+1)
+	}
+	e.must(e.s.view(e.ctx, func(m *mtx) error {
+		sh, err := m.shard(d2, shardOf(name))
+		if err != nil {
+			return err
+		}
+		in, err := m.dir(d2)
+		if err != nil {
+			return err
+		}
+		// The deltas moved into the inode; the new subdirectory's
+		// link went to the shard after that.
+		if sh.Nlink != 1 || in.Nlink != before {
+			t.Errorf("after the exact count: shard delta %d, inode %d; want 1 and %d", sh.Nlink, in.Nlink, before)
+		}
+		return nil
+	}))
+}

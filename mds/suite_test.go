@@ -55,6 +55,7 @@ var suite = []struct {
 	{"DirShards", testDirShards},
 	{"RmdirCreateRace", testRmdirCreateRace},
 	{"DirTimesAndLinks", testDirTimesAndLinks},
+	{"SubdirLimit", testSubdirLimit},
 	{"Restart", testRestart},
 	{"Targets", testTargets},
 	{"MultiMDT", testMultiMDT},

@@ -27,11 +27,12 @@ type inval struct {
 
 // invalQueue is the queue and its writer.
 type invalQueue struct {
-	mu     sync.Mutex
-	items  []inval
-	wake   chan struct{} // a token when items were added
-	stop   chan struct{}
-	server *gofuse.Server
+	mu      sync.Mutex
+	items   []inval
+	wake    chan struct{} // a token when items were added
+	stop    chan struct{}
+	stopped bool // unmounted: nothing starts any more
+	server  *gofuse.Server
 
 	sent, failed atomic.Uint64
 }
@@ -39,6 +40,13 @@ type invalQueue struct {
 // startInval starts writing invalidations to server's kernel.
 func (fs *fileSystem) startInval(server *gofuse.Server) {
 	q := &fs.inval
+	// Under mu: a mount unmounted at once may see OnUnmount (stopInval)
+	// run concurrently with this.
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.stopped {
+		return
+	}
 	q.server = server
 	q.wake = make(chan struct{}, 1)
 	q.stop = make(chan struct{})
@@ -63,13 +71,13 @@ func (fs *fileSystem) queueInval(ino uint64, names []string) <-chan struct{} {
 
 // stopInval ends the writer (at unmount).
 func (fs *fileSystem) stopInval() {
-	if q := &fs.inval; q.stop != nil {
-		select {
-		case <-q.stop:
-		default:
-			close(q.stop)
-		}
+	q := &fs.inval
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.stopped && q.stop != nil {
+		close(q.stop)
 	}
+	q.stopped = true
 }
 
 // runInval writes queued invalidations to the kernel, for the inodes the
