@@ -6,8 +6,9 @@ import (
 	"sync/atomic"
 )
 
-// tsShare hands transactions their start timestamps, sharing one fetch
-// from PD among all that ask while it is outstanding — but never a fetch
+// tsShare hands read-only transactions their snapshot timestamps, sharing
+// one fetch from PD among all that ask while it is outstanding (writers
+// need a start timestamp of their own: it names their locks) — but never a fetch
 // that began before a transaction asked: that one may predate a commit
 // the asking client has already seen acknowledged, and reading below it
 // would show the client the past. A transaction arriving while a fetch is
