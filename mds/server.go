@@ -257,23 +257,13 @@ func serve[Req, Resp any](s *Service, srv *rpc.Server, op uint16, fn func(contex
 }
 
 // serveChange registers a change of directory entries whose reply is
-// proto.ChangeResp (see serve).
+// proto.ChangeResp (see serve, which fills in its ParentTime).
 func serveChange[Req any](s *Service, srv *rpc.Server, op uint16, fn func(context.Context, *Req) error) {
-	srv.Handle(op, func(ctx context.Context, r *rpc.Request) (*rpc.Reply, error) {
-		req := new(Req)
-		if err := decodeRequest(r, req); err != nil {
-			return nil, err
-		}
-		if err := s.admit(ctx, req); err != nil {
-			return nil, err
-		}
-		ctx = withCaller(ctx, req)
+	serve(s, srv, op, func(ctx context.Context, req *Req) (*proto.ChangeResp, error) {
 		if err := fn(ctx, req); err != nil {
 			return nil, err
 		}
-		resp := &proto.ChangeResp{}
-		parentTime(ctx, resp)
-		return &rpc.Reply{Body: resp}, nil
+		return &proto.ChangeResp{}, nil
 	})
 }
 
