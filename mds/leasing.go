@@ -3,6 +3,7 @@ package mds
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"syscall"
@@ -342,16 +343,62 @@ func (s *Service) leaseWait(ctx context.Context, req *proto.LeaseWaitReq, gone <
 // markLeasing records in the store that a session polls for lease
 // callbacks, before its first poll here is answered: whoever owns an MDT
 // next waits for it (recoverMDTs).
+//
+// Each setting writes a new token (LeaseMark), so that it conflicts with
+// a concurrent clearing (unmarkLeasing), which only clears the token it
+// knows.
 func (s *Service) markLeasing(ctx context.Context, session uint64) error {
-	return s.update(ctx, func(t *mtx) error {
+	mark := rand.Uint64() | 1
+	err := s.update(ctx, func(t *mtx) error {
 		var r sessionRecord
 		ok, err := t.getRecord(t.k.session(session), &r)
-		if err != nil || !ok || r.Leases {
+		if err != nil || !ok {
 			return err
 		}
-		r.Leases = true
+		r.Leases, r.LeaseMark = true, mark
 		return t.setRecord(t.k.session(session), &r)
 	})
+	if err == nil {
+		s.leases.setMark(session, mark)
+	}
+	return err
+}
+
+// unmarkLeasing clears the lease flag of a session whose leases this MDS
+// dropped because its poll's connection closed and did not come back (a
+// client that poll fails drops its leases at once): a later owner of the
+// MDTs, this MDS restarted say, then need not wait a whole term for a
+// client that is gone. Only when this MDS owns every MDT (no other can
+// have leased the session anything) and waits out no lease of it from a
+// previous owner, and only if the flag still holds the token set here
+// (the session has not polled anywhere since, which sets a new one).
+func (s *Service) unmarkLeasing(session, mark uint64) {
+	if s.leases.polls(session) || s.leases.waitsFor(session) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	table, err := s.mdtTable(ctx)
+	if err != nil {
+		return
+	}
+	for _, m := range table {
+		if !s.owns(m.Index) {
+			return
+		}
+	}
+	err = s.update(ctx, func(t *mtx) error {
+		var r sessionRecord
+		ok, err := t.getRecord(t.k.session(session), &r)
+		if err != nil || !ok || r.LeaseMark != mark {
+			return err
+		}
+		r.Leases, r.LeaseMark = false, 0
+		return t.setRecord(t.k.session(session), &r)
+	})
+	if err != nil {
+		s.log.Debug("mds: clear the lease flag of a gone session", "session", fmt.Sprintf("%#x", session), "err", err)
+	}
 }
 
 // serveLeaseWait registers the poll: its handler parks the request

@@ -66,6 +66,13 @@ type leaseTable struct {
 	// evict ends a session that let its leases run out with a callback
 	// unanswered.
 	evict func(session uint64)
+	// marks: session -> the token its lease flag in the store was set
+	// with here, until its first poll takes it (leaseSession.mark).
+	marks map[uint64]uint64
+	// gone is told of a session whose leases were dropped because its
+	// poll's connection closed (with the token of its flag), to clear
+	// the flag (Service.unmarkLeasing).
+	gone func(session, mark uint64)
 
 	grants, revokes, acks, expired atomic.Uint64
 }
@@ -76,6 +83,7 @@ type leaseSession struct {
 	held     map[uint64]int // inos held -> 1
 	pending  []proto.Revoke // callbacks not acknowledged
 	wake     chan struct{}  // a parked poll waits on it; closed to wake it
+	mark     uint64         // the token of its lease flag set here (0: set by another MDS or process)
 }
 
 func (l *leaseTable) init(term time.Duration, now func() time.Time, evict func(uint64)) {
@@ -88,6 +96,27 @@ func (l *leaseTable) init(term time.Duration, now func() time.Time, evict func(u
 	l.waits = map[uint64]chan struct{}{}
 	l.wild = map[uint32]map[uint64]time.Time{}
 	l.wildCh = make(chan struct{})
+	l.marks = map[uint64]uint64{}
+}
+
+// setMark records the token a session's lease flag was just set with.
+func (l *leaseTable) setMark(session, mark uint64) {
+	l.mu.Lock()
+	l.marks[session] = mark
+	l.mu.Unlock()
+}
+
+// waitsFor reports whether a takeover here waits out leases session may
+// hold from a previous owner of an MDT.
+func (l *leaseTable) waitsFor(session uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.wild {
+		if _, ok := m[session]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // wildGone wakes the waits for wildcard holders. Call with mu held.
@@ -466,9 +495,14 @@ func (l *leaseTable) disconnected(session uint64, ss *leaseSession) {
 	l.mu.Unlock()
 	time.AfterFunc(disconnectGrace, func() {
 		l.mu.Lock()
-		defer l.mu.Unlock()
-		if l.sessions[session] == ss && ss.lastPoll.Equal(polled) {
+		dropped := l.sessions[session] == ss && ss.lastPoll.Equal(polled)
+		if dropped {
 			l.dropLocked(session)
+		}
+		gone := l.gone
+		l.mu.Unlock()
+		if dropped && gone != nil && ss.mark != 0 {
+			gone(session, ss.mark)
 		}
 	})
 }
@@ -489,7 +523,8 @@ func (l *leaseTable) poll(ctx context.Context, req *proto.LeaseWaitReq, wait tim
 	if ss == nil {
 		// A first poll is answered at once: the client learns the
 		// term, and its leases start.
-		ss = &leaseSession{held: map[uint64]int{}}
+		ss = &leaseSession{held: map[uint64]int{}, mark: l.marks[req.Session]}
+		delete(l.marks, req.Session)
 		l.sessions[req.Session] = ss
 		wait = 0
 	}

@@ -197,3 +197,72 @@ func TestLeaseGrantAfterChange(t *testing.T) {
 		t.Fatal("granted to a session that never polled")
 	}
 }
+
+// TestLeaseGoneClientNotWaited: a leasing client whose poll's connection
+// closes and stays closed (the client died) has its leases dropped after
+// the grace and its lease flag in the store cleared, so a restarted MDS
+// does not wait out its term (an hour here) before changing what it had
+// leased. A flag set again since (the client came back) is not cleared.
+func TestLeaseGoneClientNotWaited(t *testing.T) {
+	e, a, b := leaseEnv(t, time.Hour)
+	f := e.create(root, RootIno, "f", 0o644)
+	e.poll(a)
+	ctxA, _ := as(e.ctx, a)
+	_, err := e.s.Getattr(ctxA, &proto.GetattrReq{Ino: f.Ino, Session: a})
+	e.must(err)
+	flagged := func(session uint64) bool {
+		var r sessionRecord
+		e.must(e.s.view(e.ctx, func(t *mtx) error {
+			_, err := t.getRecord(t.k.session(session), &r)
+			return err
+		}))
+		return r.Leases
+	}
+	if !flagged(a) {
+		t.Fatal("a polling session is not flagged in the store")
+	}
+	// a's connection closes with its poll parked.
+	gone := make(chan struct{})
+	parked := async(func() error {
+		_, err := e.s.leaseWait(e.ctx, &proto.LeaseWaitReq{Session: a, WaitMillis: 60_000}, gone)
+		return err
+	})
+	close(gone)
+	e.must(<-parked)
+	deadline := time.Now().Add(20 * time.Second)
+	for flagged(a) {
+		if time.Now().After(deadline) {
+			t.Fatal("the lease flag of a session whose connection closed was not cleared")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	e.restart()
+	ctxB, _ := as(e.ctx, b)
+	chmod := async(func() error {
+		_, err := e.s.Setattr(ctxB, &proto.SetattrReq{Cred: proto.Cred{Session: b}, Ino: f.Ino, Valid: proto.SetMode, Mode: 0o600})
+		return err
+	})
+	select {
+	case err := <-chmod:
+		e.must(err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("a change after the restart waited for a client that was gone")
+	}
+
+	// A clearing only clears the setting it knows of.
+	e.must(e.s.markLeasing(e.ctx, a))
+	var r sessionRecord
+	e.must(e.s.view(e.ctx, func(t *mtx) error {
+		_, err := t.getRecord(t.k.session(a), &r)
+		return err
+	}))
+	e.s.unmarkLeasing(a, r.LeaseMark+2) // an older setting's token
+	if !flagged(a) {
+		t.Fatal("clearing an older setting of the flag cleared a newer one")
+	}
+	e.s.unmarkLeasing(a, r.LeaseMark)
+	if flagged(a) {
+		t.Fatal("the flag was not cleared with its own token")
+	}
+}

@@ -107,6 +107,9 @@ type sessionRecord struct {
 	// Leases: the session polls for metadata lease callbacks, so it may
 	// hold leases a new owner of an MDT must wait out (leaseTable.takeOver).
 	Leases bool `msgpack:"L,omitempty"`
+	// LeaseMark is the token of the last setting of Leases: clearing it
+	// (unmarkLeasing) happens only if no MDS set it again since.
+	LeaseMark uint64 `msgpack:"LM,omitempty"`
 }
 
 // handleRecord is a file open for writing.

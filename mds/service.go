@@ -169,6 +169,7 @@ func NewService(ctx context.Context, db *kv.DB, opts ServiceOptions) (*Service, 
 	// Leases are real time whatever the service's clock: they bound real
 	// waits, on both sides.
 	s.leases.init(term, time.Now, s.evictForLease)
+	s.leases.gone = func(session, mark uint64) { go s.unmarkLeasing(session, mark) }
 	s.peers = opts.Peers
 	s.hsm.init(opts.HsmTimeout)
 	addr := opts.Addr
