@@ -627,3 +627,33 @@ func TestCreateExistingAndOpenTruncate(t *testing.T) {
 		t.Errorf("size %d after the truncating open and both closes", a.Size)
 	}
 }
+
+// TestWriteAfterDeferredError: one write spanning several stripe cells
+// succeeds even when the chunk of its first cell failed before the rest
+// was buffered (here forced: a write-behind limit of one cell makes the
+// second cell wait for the first chunk); the failure is reported once, by
+// the next flush. (Whether such a write failed used to depend on how fast
+// the first chunk failed: TestWriteErrorReportedOnce was flaky under load.)
+func TestWriteAfterDeferredError(t *testing.T) {
+	fc := newFakeCluster(t, 2, 2, 64<<10)
+	c := fc.client(Config{WriteBehind: 64 << 10})
+	f := mustCreate(t, c, "/fails")
+	fc.mu.Lock()
+	fc.failWrite = func(ost uint32) error { return syscall.ENOSPC }
+	fc.mu.Unlock()
+	if n, err := f.WriteAt(randomBytes(1, 256<<10), 0); err != nil || n != 256<<10 {
+		t.Fatalf("WriteAt = %d, %v; want all of it buffered", n, err)
+	}
+	if err := f.Flush(); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Flush = %v, want ENOSPC", err)
+	}
+	fc.mu.Lock()
+	fc.failWrite = nil
+	fc.mu.Unlock()
+	if _, err := f.WriteAt(randomBytes(2, 64<<10), 0); err != nil {
+		t.Fatalf("write after the failure was reported = %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+}

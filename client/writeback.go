@@ -117,13 +117,15 @@ func (in *inode) bufferPiece(f *File, data []byte, pos, objOff int64, ref proto.
 	c.budget.acquire(n, c.kickAll)
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	for in.err == nil && ((in.wb.dirty > 0 && in.wb.dirty+n > c.cfg.WriteBehind) || len(in.wb.inflight) >= maxInflight) {
+	// A failure recorded meanwhile (in.err: a chunk of this same write,
+	// or of another writer, failed while this one was buffering) does
+	// not stop this piece: write checks for a sticky error once, before
+	// it buffers anything, and the failure is reported once, by the next
+	// flush, fsync or close. (Failing here made one write fail halfway or
+	// not, depending only on how fast its first chunk failed.)
+	for (in.wb.dirty > 0 && in.wb.dirty+n > c.cfg.WriteBehind) || len(in.wb.inflight) >= maxInflight {
 		in.issueAllLocked()
 		in.cond.Wait()
-	}
-	if in.err != nil {
-		c.budget.release(n)
-		return in.err
 	}
 	in.invalidateLocked(pos, pos+n)
 	end := pos + n
