@@ -194,7 +194,7 @@ func (s *Service) breakFor(ctx context.Context, t *mtx) (*leaseBreak, error) {
 			remote = append(remote, ino)
 		}
 	}
-	b, err := s.leases.breakLeases(ctx, local, t.names, except, keep)
+	b, err := s.leases.breakQuiet(ctx, local, t.names, except, keep, t.gone)
 	if err != nil {
 		return nil, fmt.Errorf("mds: call back metadata leases: %w", err)
 	}

@@ -195,6 +195,16 @@ type leaseBreak struct {
 // or ctx ends. The caller must call release once the change committed or
 // failed.
 func (l *leaseTable) breakLeases(ctx context.Context, inos []uint64, names []proto.LeaseName, except uint64, keep []uint64) (*leaseBreak, error) {
+	return l.breakQuiet(ctx, inos, names, except, keep, nil)
+}
+
+// breakQuiet is breakLeases where the changer's leases on gone (inodes the
+// change deletes) end without a callback: the changer removed the names
+// that led to them and forgets what it cached through those names itself,
+// and the inodes are reached no other way (with a handle open they would
+// not be deleted). A mass delete then costs the deleting client no
+// callback per file.
+func (l *leaseTable) breakQuiet(ctx context.Context, inos []uint64, names []proto.LeaseName, except uint64, keep, gone []uint64) (*leaseBreak, error) {
 	b := &leaseBreak{l: l, start: map[uint64]uint64{}, except: except, keep: keep}
 	l.mu.Lock()
 	now := l.now()
@@ -217,6 +227,13 @@ func (l *leaseTable) breakLeases(ctx context.Context, inos []uint64, names []pro
 		l.busy[ino]++
 		for session := range l.holders[ino] {
 			if session == except && slices.Contains(keep, ino) {
+				continue
+			}
+			if session == except && slices.Contains(gone, ino) {
+				delete(l.holders[ino], session)
+				if ss := l.sessions[session]; ss != nil {
+					delete(ss.held, ino)
+				}
 				continue
 			}
 			r := proto.Revoke{Ino: ino}

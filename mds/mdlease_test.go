@@ -266,3 +266,42 @@ func TestLeaseGoneClientNotWaited(t *testing.T) {
 		t.Fatal("the flag was not cleared with its own token")
 	}
 }
+
+// TestLeaseOwnDeleteQuiet: a client that deletes a file it holds a lease
+// on is not called back for it (it removed the name itself); another
+// holder is.
+func TestLeaseOwnDeleteQuiet(t *testing.T) {
+	e, a, b := leaseEnv(t, time.Hour)
+	f := e.create(root, RootIno, "f", 0o644)
+	for _, s := range []uint64{a, b} {
+		e.poll(s)
+		ctx, _ := as(e.ctx, s)
+		_, err := e.s.Getattr(ctx, &proto.GetattrReq{Ino: f.Ino, Session: s})
+		e.must(err)
+	}
+	ctxA, _ := as(e.ctx, a)
+	unlink := async(func() error {
+		return e.s.Unlink(ctxA, &proto.UnlinkReq{Cred: proto.Cred{Session: a}, Parent: RootIno, Name: "f"})
+	})
+	// b is called back and acknowledges; the unlink then commits.
+	var acks []uint64
+	for deadline := time.Now().Add(20 * time.Second); len(acks) == 0 && time.Now().Before(deadline); {
+		r, err := e.s.LeaseWait(e.ctx, &proto.LeaseWaitReq{Session: b, WaitMillis: 1000})
+		e.must(err)
+		for _, r := range r.Revokes {
+			if r.Ino == f.Ino {
+				acks = append(acks, r.ID)
+			}
+		}
+	}
+	if len(acks) == 0 {
+		t.Fatal("the other holder was not called back for the deleted file")
+	}
+	e.poll(b, acks...)
+	e.must(<-unlink)
+	for _, r := range e.poll(a).Revokes {
+		if r.Ino == f.Ino {
+			t.Fatalf("the deleting client was called back for the file it deleted: %+v", r)
+		}
+	}
+}
