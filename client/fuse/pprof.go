@@ -45,41 +45,28 @@ func servePprof(log *slog.Logger, c *client.Client) {
 // writeMetrics writes the client's counters in Prometheus text format.
 func writeMetrics(w io.Writer, c *client.Client) {
 	st := c.TransportStats()
-	fmt.Fprintln(w, "# HELP strata_client_connections Connections open now, by transport.")
-	fmt.Fprintln(w, "# TYPE strata_client_connections gauge")
-	fmt.Fprintf(w, "strata_client_connections{transport=\"tcp\"} %d\n", st.TCPConns)
-	fmt.Fprintf(w, "strata_client_connections{transport=\"rdma\"} %d\n", st.RDMAConns)
-	fmt.Fprintln(w, "# HELP strata_client_calls_total Calls sent, by transport.")
-	fmt.Fprintln(w, "# TYPE strata_client_calls_total counter")
-	fmt.Fprintf(w, "strata_client_calls_total{transport=\"tcp\"} %d\n", st.TCPCalls)
-	fmt.Fprintf(w, "strata_client_calls_total{transport=\"rdma\"} %d\n", st.RDMACalls)
-	fmt.Fprintln(w, "# HELP strata_client_rdma_fallbacks_total Connections that tried RDMA and use TCP.")
-	fmt.Fprintln(w, "# TYPE strata_client_rdma_fallbacks_total counter")
-	fmt.Fprintf(w, "strata_client_rdma_fallbacks_total %d\n", st.RDMAFallbacks)
-	fmt.Fprintln(w, "# HELP strata_client_rdma_registered_bytes Memory registered for RDMA now.")
-	fmt.Fprintln(w, "# TYPE strata_client_rdma_registered_bytes gauge")
-	fmt.Fprintf(w, "strata_client_rdma_registered_bytes %d\n", st.RDMAMemory)
+	metric(w, "strata_client_connections", "gauge", "Connections open now, by transport.",
+		`{transport="tcp"}`, st.TCPConns, `{transport="rdma"}`, st.RDMAConns)
+	metric(w, "strata_client_calls_total", "counter", "Calls sent, by transport.",
+		`{transport="tcp"}`, st.TCPCalls, `{transport="rdma"}`, st.RDMACalls)
+	metric(w, "strata_client_rdma_fallbacks_total", "counter", "Connections that tried RDMA and use TCP.", "", st.RDMAFallbacks)
+	metric(w, "strata_client_rdma_registered_bytes", "gauge", "Memory registered for RDMA now.", "", st.RDMAMemory)
 	wb := c.WriteBehindStats()
-	fmt.Fprintln(w, "# HELP strata_client_dirty_bytes Written bytes buffered or in flight to the OSSes, over all files.")
-	fmt.Fprintln(w, "# TYPE strata_client_dirty_bytes gauge")
-	fmt.Fprintf(w, "strata_client_dirty_bytes %d\n", wb.Dirty)
-	fmt.Fprintln(w, "# HELP strata_client_dirty_bytes_peak The most bytes buffered or in flight at once.")
-	fmt.Fprintln(w, "# TYPE strata_client_dirty_bytes_peak gauge")
-	fmt.Fprintf(w, "strata_client_dirty_bytes_peak %d\n", wb.Peak)
-	fmt.Fprintln(w, "# HELP strata_client_dirty_bytes_limit The write-behind budget over all files.")
-	fmt.Fprintln(w, "# TYPE strata_client_dirty_bytes_limit gauge")
-	fmt.Fprintf(w, "strata_client_dirty_bytes_limit %d\n", wb.Limit)
+	metric(w, "strata_client_dirty_bytes", "gauge", "Written bytes buffered or in flight to the OSSes, over all files.", "", wb.Dirty)
+	metric(w, "strata_client_dirty_bytes_peak", "gauge", "The most bytes buffered or in flight at once.", "", wb.Peak)
+	metric(w, "strata_client_dirty_bytes_limit", "gauge", "The write-behind budget over all files.", "", wb.Limit)
 	ls := c.LeaseStats()
-	fmt.Fprintln(w, "# HELP strata_client_lease_hits_total Lookups and getattrs answered under a metadata lease.")
-	fmt.Fprintln(w, "# TYPE strata_client_lease_hits_total counter")
-	fmt.Fprintf(w, "strata_client_lease_hits_total %d\n", ls.Hits)
-	fmt.Fprintln(w, "# HELP strata_client_lease_misses_total Lookups and getattrs sent to the MDS.")
-	fmt.Fprintln(w, "# TYPE strata_client_lease_misses_total counter")
-	fmt.Fprintf(w, "strata_client_lease_misses_total %d\n", ls.Misses)
-	fmt.Fprintln(w, "# HELP strata_client_lease_callbacks_total Metadata lease callbacks received.")
-	fmt.Fprintln(w, "# TYPE strata_client_lease_callbacks_total counter")
-	fmt.Fprintf(w, "strata_client_lease_callbacks_total %d\n", ls.Revokes)
-	fmt.Fprintln(w, "# HELP strata_client_leased_inodes Inodes whose attributes are cached under leases.")
-	fmt.Fprintln(w, "# TYPE strata_client_leased_inodes gauge")
-	fmt.Fprintf(w, "strata_client_leased_inodes %d\n", ls.Cached)
+	metric(w, "strata_client_lease_hits_total", "counter", "Lookups and getattrs answered under a metadata lease.", "", ls.Hits)
+	metric(w, "strata_client_lease_misses_total", "counter", "Lookups and getattrs sent to the MDS.", "", ls.Misses)
+	metric(w, "strata_client_lease_callbacks_total", "counter", "Metadata lease callbacks received.", "", ls.Revokes)
+	metric(w, "strata_client_leased_inodes", "gauge", "Inodes whose attributes are cached under leases.", "", ls.Cached)
+}
+
+// metric writes one metric: its help and type lines, then a sample per
+// (labels, value) pair in samples.
+func metric(w io.Writer, name, typ, help string, samples ...any) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+	for i := 0; i+1 < len(samples); i += 2 {
+		fmt.Fprintf(w, "%s%s %d\n", name, samples[i], samples[i+1])
+	}
 }
