@@ -326,3 +326,30 @@ func (s *Service) fsckView(ctx context.Context, cursor *[]byte, fn func(t *mtx, 
 	}
 	return err
 }
+
+// fsckRecords is a checker's step over one record range: a page of
+// [*cursor (start at first), end) in one snapshot, judging each record
+// with judge, which returns a finding or nil. The cursor moves only when
+// the page was read whole.
+func (s *Service) fsckRecords(ctx context.Context, cursor *[]byte, start, end []byte,
+	judge func(t *mtx, key, v []byte) (*fsckFinding, error)) ([]*fsckFinding, int, bool, error) {
+	if *cursor == nil {
+		*cursor = start
+	}
+	var found []*fsckFinding
+	var n int
+	var done bool
+	err := s.fsckView(ctx, cursor, func(t *mtx, cur *[]byte) error {
+		found = nil
+		var err error
+		n, done, err = fsckScan(ctx, t, cur, end, func(key, v []byte) error {
+			f, err := judge(t, key, v)
+			if f != nil {
+				found = append(found, f)
+			}
+			return err
+		})
+		return err
+	})
+	return found, n, done, err
+}

@@ -25,30 +25,17 @@ func (c *hsmQueueChecker) name() string { return fsckHsmQueue }
 func (c *hsmQueueChecker) step(ctx context.Context, r *fsckRun) ([]*fsckFinding, int, bool, error) {
 	k := r.s.keys
 	start, end := k.hsmQueueRange()
-	if c.cursor == nil {
-		c.cursor = start
-	}
-	var found []*fsckFinding
-	var n int
-	var done bool
-	err := r.s.fsckView(ctx, &c.cursor, func(t *mtx, cur *[]byte) error {
-		found = nil
-		var err error
-		n, done, err = fsckScan(ctx, t, cur, end, func(key, _ []byte) error {
-			ino, err := k.idOf(key, tagHsmQueue)
-			if err != nil {
-				return err
-			}
-			problem, err := hsmQueueProblem(t, ino)
-			if err != nil || problem == "" {
-				return err
-			}
-			found = append(found, &fsckFinding{FsckFinding: proto.FsckFinding{Ino: ino, Problem: problem}})
-			return nil
-		})
-		return err
+	return r.s.fsckRecords(ctx, &c.cursor, start, end, func(t *mtx, key, _ []byte) (*fsckFinding, error) {
+		ino, err := k.idOf(key, tagHsmQueue)
+		if err != nil {
+			return nil, err
+		}
+		problem, err := hsmQueueProblem(t, ino)
+		if err != nil || problem == "" {
+			return nil, err
+		}
+		return &fsckFinding{FsckFinding: proto.FsckFinding{Ino: ino, Problem: problem}}, nil
 	})
-	return found, n, done, err
 }
 
 // hsmQueueProblem says what is wrong with the queued action of ino, if

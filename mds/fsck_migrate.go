@@ -22,36 +22,22 @@ type migrationChecker struct {
 func (c *migrationChecker) name() string { return fsckMigrations }
 
 func (c *migrationChecker) step(ctx context.Context, r *fsckRun) ([]*fsckFinding, int, bool, error) {
-	k := r.s.keys
-	start, end := k.migrationRange()
-	if c.cursor == nil {
-		c.cursor = start
-	}
-	var found []*fsckFinding
-	var n int
-	var done bool
-	err := r.s.fsckView(ctx, &c.cursor, func(t *mtx, cur *[]byte) error {
-		found = nil
-		var err error
-		n, done, err = fsckScan(ctx, t, cur, end, func(key, v []byte) error {
-			if len(key) < 8 {
-				return fmt.Errorf("mds: bad migration key %q", key)
-			}
-			ino := binary.BigEndian.Uint64(key[len(key)-8:])
-			var rec migrationRecord
-			if err := decode(v, &rec); err != nil {
-				return err
-			}
-			problem, err := migrationProblem(t, ino, &rec)
-			if err != nil || problem == "" {
-				return err
-			}
-			found = append(found, &fsckFinding{FsckFinding: proto.FsckFinding{Ino: ino, Problem: problem}, fix: rec.Layout.Gen})
-			return nil
-		})
-		return err
+	start, end := r.s.keys.migrationRange()
+	return r.s.fsckRecords(ctx, &c.cursor, start, end, func(t *mtx, key, v []byte) (*fsckFinding, error) {
+		if len(key) < 8 {
+			return nil, fmt.Errorf("mds: bad migration key %q", key)
+		}
+		ino := binary.BigEndian.Uint64(key[len(key)-8:])
+		var rec migrationRecord
+		if err := decode(v, &rec); err != nil {
+			return nil, err
+		}
+		problem, err := migrationProblem(t, ino, &rec)
+		if err != nil || problem == "" {
+			return nil, err
+		}
+		return &fsckFinding{FsckFinding: proto.FsckFinding{Ino: ino, Problem: problem}, fix: rec.Layout.Gen}, nil
 	})
-	return found, n, done, err
 }
 
 // migrationProblem says what is wrong with a migration record, if anything.
