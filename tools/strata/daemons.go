@@ -156,11 +156,10 @@ run N MDS servers on it, give --listen N times (server i serves the i-th
 					cfg.Listen = listens[0]
 				}
 				cfg.OnServe = func(srv *rpc.Server) {
-					prometheus.MustRegister(newRPCCollector("mds", srv.Stats))
+					registerRPCMetrics("mds", srv.Stats)
 				}
 				cfg.OnService = func(s *mds.Service) {
-					prometheus.MustRegister(newLeaseCollector(s.LeaseStats))
-					prometheus.MustRegister(newTxnCollector(s.TxnStats))
+					registerMDSMetrics(s)
 				}
 				err = mds.Run(ctx, cfg)
 			} else {

@@ -4,44 +4,52 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stratafs/strata/mds"
-	"github.com/stratafs/strata/mds/kv"
 	"github.com/stratafs/strata/oss"
 	"github.com/stratafs/strata/rpc"
 )
 
-// rpcCollector exports an rpc server's counters.
-type rpcCollector struct {
-	stats                               func() rpc.ServerStats
-	conns, inFlight, reqs, errs, refuse *prometheus.Desc
+// scraped is one metric read at scrape time (client_golang's CounterFunc
+// or GaugeFunc).
+type scraped struct {
+	name, help string
+	gauge      bool
+	value      func() float64
 }
 
-func newRPCCollector(proc string, stats func() rpc.ServerStats) *rpcCollector {
-	l := prometheus.Labels{"proc": proc}
-	return &rpcCollector{
-		stats:    stats,
-		conns:    prometheus.NewDesc("strata_rpc_connections", "Connections open now.", nil, l),
-		inFlight: prometheus.NewDesc("strata_rpc_in_flight", "Requests running or queued now.", nil, l),
-		reqs:     prometheus.NewDesc("strata_rpc_requests_total", "Requests handed to handlers.", nil, l),
-		errs:     prometheus.NewDesc("strata_rpc_errors_total", "Requests answered with an error status.", nil, l),
-		refuse:   prometheus.NewDesc("strata_rpc_refused_total", "Connections refused (authentication, malformed frames).", nil, l),
+// registerScraped registers metrics read at scrape time, with labels.
+func registerScraped(labels prometheus.Labels, ms ...scraped) {
+	for _, m := range ms {
+		opts := prometheus.Opts{Name: m.name, Help: m.help, ConstLabels: labels}
+		if m.gauge {
+			prometheus.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts), m.value))
+		} else {
+			prometheus.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts(opts), m.value))
+		}
 	}
 }
 
-// Describe implements prometheus.Collector.
-func (c *rpcCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.conns, c.inFlight, c.reqs, c.errs, c.refuse} {
-		ch <- d
-	}
+// registerRPCMetrics exports an rpc server's counters.
+func registerRPCMetrics(proc string, stats func() rpc.ServerStats) {
+	registerScraped(prometheus.Labels{"proc": proc},
+		scraped{"strata_rpc_connections", "Connections open now.", true, func() float64 { return float64(stats().Conns) }},
+		scraped{"strata_rpc_in_flight", "Requests running or queued now.", true, func() float64 { return float64(stats().InFlight) }},
+		scraped{"strata_rpc_requests_total", "Requests handed to handlers.", false, func() float64 { return float64(stats().Requests) }},
+		scraped{"strata_rpc_errors_total", "Requests answered with an error status.", false, func() float64 { return float64(stats().Errors) }},
+		scraped{"strata_rpc_refused_total", "Connections refused (authentication, malformed frames).", false, func() float64 { return float64(stats().Refused) }})
 }
 
-// Collect implements prometheus.Collector.
-func (c *rpcCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.stats()
-	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(s.Conns))
-	ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, float64(s.InFlight))
-	ch <- prometheus.MustNewConstMetric(c.reqs, prometheus.CounterValue, float64(s.Requests))
-	ch <- prometheus.MustNewConstMetric(c.errs, prometheus.CounterValue, float64(s.Errors))
-	ch <- prometheus.MustNewConstMetric(c.refuse, prometheus.CounterValue, float64(s.Refused))
+// registerMDSMetrics exports an MDS's metadata lease and transaction
+// counters: conflicts are attempts the store refused because another
+// transaction wrote what they touched first, retried with backoff.
+func registerMDSMetrics(s *mds.Service) {
+	registerScraped(nil,
+		scraped{"strata_mds_lease_grants_total", "Metadata lease grants.", false, func() float64 { return float64(s.LeaseStats().Grants) }},
+		scraped{"strata_mds_lease_callbacks_total", "Metadata lease callbacks sent.", false, func() float64 { return float64(s.LeaseStats().Revokes) }},
+		scraped{"strata_mds_lease_acks_total", "Metadata lease callbacks acknowledged.", false, func() float64 { return float64(s.LeaseStats().Acks) }},
+		scraped{"strata_mds_lease_evictions_total", "Clients evicted for leaving a callback unanswered.", false, func() float64 { return float64(s.LeaseStats().Expired) }},
+		scraped{"strata_mds_leased_inodes", "Inodes on which some client holds a lease.", true, func() float64 { return float64(s.LeaseStats().Holders) }},
+		scraped{"strata_mds_txn_commits_total", "Metadata transactions committed.", false, func() float64 { return float64(s.TxnStats().Commits) }},
+		scraped{"strata_mds_txn_conflicts_total", "Metadata transaction attempts that conflicted and were retried.", false, func() float64 { return float64(s.TxnStats().Conflicts) }})
 }
 
 // ossCollector exports an OSS's object counters.
@@ -82,67 +90,4 @@ func (c *ossCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.errs, prometheus.CounterValue, float64(s.Errors))
 	ch <- prometheus.MustNewConstMetric(c.capDenied, prometheus.CounterValue, float64(s.CapDenied))
 	ch <- prometheus.MustNewConstMetric(c.badReqs, prometheus.CounterValue, float64(s.BadRequests))
-}
-
-// leaseCollector exports an MDS's metadata lease counters.
-type leaseCollector struct {
-	stats                                   func() mds.LeaseStats
-	grants, revokes, acks, expired, holders *prometheus.Desc
-}
-
-func newLeaseCollector(stats func() mds.LeaseStats) *leaseCollector {
-	return &leaseCollector{
-		stats:   stats,
-		grants:  prometheus.NewDesc("strata_mds_lease_grants_total", "Metadata lease grants.", nil, nil),
-		revokes: prometheus.NewDesc("strata_mds_lease_callbacks_total", "Metadata lease callbacks sent.", nil, nil),
-		acks:    prometheus.NewDesc("strata_mds_lease_acks_total", "Metadata lease callbacks acknowledged.", nil, nil),
-		expired: prometheus.NewDesc("strata_mds_lease_evictions_total", "Clients evicted for leaving a callback unanswered.", nil, nil),
-		holders: prometheus.NewDesc("strata_mds_leased_inodes", "Inodes on which some client holds a lease.", nil, nil),
-	}
-}
-
-// Describe implements prometheus.Collector.
-func (c *leaseCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.grants, c.revokes, c.acks, c.expired, c.holders} {
-		ch <- d
-	}
-}
-
-// Collect implements prometheus.Collector.
-func (c *leaseCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.stats()
-	ch <- prometheus.MustNewConstMetric(c.grants, prometheus.CounterValue, float64(s.Grants))
-	ch <- prometheus.MustNewConstMetric(c.revokes, prometheus.CounterValue, float64(s.Revokes))
-	ch <- prometheus.MustNewConstMetric(c.acks, prometheus.CounterValue, float64(s.Acks))
-	ch <- prometheus.MustNewConstMetric(c.expired, prometheus.CounterValue, float64(s.Expired))
-	ch <- prometheus.MustNewConstMetric(c.holders, prometheus.GaugeValue, float64(s.Holders))
-}
-
-// txnCollector exports an MDS's metadata transaction counts: conflicts
-// are attempts the store refused because another transaction wrote what
-// they touched first, retried with backoff.
-type txnCollector struct {
-	stats              func() kv.Stats
-	commits, conflicts *prometheus.Desc
-}
-
-func newTxnCollector(stats func() kv.Stats) *txnCollector {
-	return &txnCollector{
-		stats:     stats,
-		commits:   prometheus.NewDesc("strata_mds_txn_commits_total", "Metadata transactions committed.", nil, nil),
-		conflicts: prometheus.NewDesc("strata_mds_txn_conflicts_total", "Metadata transaction attempts that conflicted and were retried.", nil, nil),
-	}
-}
-
-// Describe implements prometheus.Collector.
-func (c *txnCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.commits
-	ch <- c.conflicts
-}
-
-// Collect implements prometheus.Collector.
-func (c *txnCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.stats()
-	ch <- prometheus.MustNewConstMetric(c.commits, prometheus.CounterValue, float64(s.Commits))
-	ch <- prometheus.MustNewConstMetric(c.conflicts, prometheus.CounterValue, float64(s.Conflicts))
 }
