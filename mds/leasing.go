@@ -90,39 +90,35 @@ func withCaller(ctx context.Context, req any) context.Context {
 	return context.WithValue(ctx, callerKey{}, c)
 }
 
-// grantedLease sets the Lease of the reply to a change that left its
-// caller holding leases on what it made (see leaseBreak.release).
-func grantedLease(ctx context.Context, resp any) {
+// fillReply sets what the change a request made tells its caller in the
+// reply, where there is something: the lease it was left holding on what
+// it made or named (Lease, see leaseBreak.release; a reader's handler sets
+// its own) and the time of its change in a directory (ParentTime, see
+// proto.ChangeResp).
+func fillReply(ctx context.Context, resp any) {
 	c := callerOf(ctx)
-	if c == nil || c.granted == 0 {
+	if c == nil {
 		return
 	}
+	var lease *uint32
+	var when *int64
 	switch r := resp.(type) {
 	case *proto.EntryResp:
-		r.Lease = c.granted
+		lease, when = &r.Lease, &r.ParentTime
 	case *proto.OpenResp:
-		r.Lease = c.granted
+		lease, when = &r.Lease, &r.ParentTime
 	case *proto.AttrResp:
 		if c.attrs {
-			r.Lease = c.granted
+			lease = &r.Lease
 		}
-	}
-}
-
-// parentTime sets the ParentTime of a reply to the time of the change its
-// request made in a directory (see proto.ChangeResp).
-func parentTime(ctx context.Context, resp any) {
-	c := callerOf(ctx)
-	if c == nil || c.when == 0 {
-		return
-	}
-	switch r := resp.(type) {
-	case *proto.EntryResp:
-		r.ParentTime = c.when
-	case *proto.OpenResp:
-		r.ParentTime = c.when
 	case *proto.ChangeResp:
-		r.ParentTime = c.when
+		when = &r.ParentTime
+	}
+	if lease != nil && c.granted != 0 {
+		*lease = c.granted
+	}
+	if when != nil && c.when != 0 {
+		*when = c.when
 	}
 }
 

@@ -250,14 +250,13 @@ func serve[Req, Resp any](s *Service, srv *rpc.Server, op uint16, fn func(contex
 		if err != nil {
 			return nil, err
 		}
-		grantedLease(ctx, resp)
-		parentTime(ctx, resp)
+		fillReply(ctx, resp)
 		return &rpc.Reply{Body: resp}, nil
 	})
 }
 
 // serveChange registers a change of directory entries whose reply is
-// proto.ChangeResp (see serve, which fills in its ParentTime).
+// proto.ChangeResp (see serve, whose fillReply sets its ParentTime).
 func serveChange[Req any](s *Service, srv *rpc.Server, op uint16, fn func(context.Context, *Req) error) {
 	serve(s, srv, op, func(ctx context.Context, req *Req) (*proto.ChangeResp, error) {
 		if err := fn(ctx, req); err != nil {
