@@ -1,9 +1,6 @@
 package mds
 
-import (
-	"fmt"
-	"hash/fnv"
-)
+import "fmt"
 
 // Directory change shards.
 //
@@ -38,11 +35,15 @@ type dirShard struct {
 	Nlink int32 `msgpack:"n,omitempty"` // change of the link count
 }
 
-// shardOf returns the shard a name's changes go to.
+// shardOf returns the shard a name's changes go to: FNV-1a of the name,
+// inline (hash/fnv allocates a hasher and a copy of the name per call, on
+// every create and unlink).
 func shardOf(name string) uint8 {
-	h := fnv.New32a()
-	h.Write([]byte(name))
-	return uint8(h.Sum32() % dirShards)
+	h := uint32(2166136261)
+	for i := 0; i < len(name); i++ {
+		h = (h ^ uint32(name[i])) * 16777619
+	}
+	return uint8(h % dirShards)
 }
 
 // shardKey names one shard in a transaction's cache of them.
