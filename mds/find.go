@@ -385,21 +385,29 @@ func (p *findPage) inode(ino uint64) (*inode, error) {
 	if b == nil {
 		return nil, fmt.Errorf("mds: find: inode %#x: %w", ino, syscall.ENOENT)
 	}
-	in := &inode{}
-	if p.f.needLayout {
-		err = decode(b, in)
-	} else {
-		err = decodeInodeAttrs(b, in)
-	}
+	in, err := p.decode(ino, b)
 	if err != nil {
 		return nil, err
 	}
-	in.Ino = ino
 	if in, err = p.t.folded(in); err != nil { // a directory's times and links
 		return nil, err
 	}
 	p.inodes[ino] = in
 	return in, nil
+}
+
+// decode decodes inode ino's record, with its layout only if the
+// expression needs it.
+func (p *findPage) decode(ino uint64, b []byte) (*inode, error) {
+	in := &inode{}
+	var err error
+	if p.f.needLayout {
+		err = decode(b, in)
+	} else {
+		err = decodeInodeAttrs(b, in)
+	}
+	in.Ino = ino
+	return in, err
 }
 
 // prefetch reads the inodes of entries not read yet, in one batch.
@@ -424,16 +432,10 @@ func (p *findPage) prefetch(dents []dentry) error {
 		if b == nil {
 			continue // unlinked since its entry was read: inode says ENOENT
 		}
-		in := &inode{}
-		if p.f.needLayout {
-			err = decode(b, in)
-		} else {
-			err = decodeInodeAttrs(b, in)
-		}
+		in, err := p.decode(inos[i], b)
 		if err != nil {
 			return err
 		}
-		in.Ino = inos[i]
 		got = append(got, in)
 	}
 	got, err = p.t.foldedAll(got) // directories' times and links
