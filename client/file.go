@@ -71,10 +71,12 @@ func (c *Client) newFile(cred proto.Cred, flags int, resp *proto.OpenResp) *File
 		capIssued: time.Now(),
 	}
 	f.quota = resp.Attr.Flags&proto.AttrFlagQuota != 0
-	f.in = c.acquireInode(f, resp)
 	if c.cfg.ReadAhead > 0 && !f.strict && flags&syscall.O_DIRECT == 0 && f.canRead() {
 		f.ra = newReadAhead(f, c.cfg.ReadAhead, &resp.Layout)
 	}
+	// Last: once the inode lists f, writes through its other Files
+	// invalidate f.ra.
+	f.in = c.acquireInode(f, resp)
 	return f
 }
 

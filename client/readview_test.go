@@ -179,3 +179,43 @@ func mustCreateConcurrent(c *Client, name string) *File {
 	}
 	return f
 }
+
+// TestOpenWhileWriting: a File is listed on its inode only once its
+// readahead is set, so a write through another File of the inode, which
+// invalidates every listed File's readahead, never reads a half-built
+// File. Under -race this failed (go-fuse's posixtest ParallelFileOpen
+// found it: opens racing writes of one file).
+func TestOpenWhileWriting(t *testing.T) {
+	fc := newFakeCluster(t, 2, 2, 1<<20)
+	c := fc.client(Config{ReadAhead: 1 << 20})
+	w := mustCreate(t, c, "/shared")
+	defer w.Close()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := w.WriteAt([]byte{byte(i)}, int64(i%4096)); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for range 200 {
+		f, err := c.OpenFile("/shared", os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+}
