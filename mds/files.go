@@ -363,11 +363,21 @@ func (s *Service) CloseMany(ctx context.Context, req *proto.CloseManyReq) error 
 // writing, and destroys the file if this was the last handle of an orphan.
 // A handle of an inode that does not exist is just dropped. The reply is
 // recorded under tag when the release writes the store.
-func (s *Service) release(ctx context.Context, id uint64, w *proto.CloseReq, tag proto.ReqTag) (proto.Attr, error) {
+//
+// A release that fails leaves the handle open, so that the client's resend
+// finds it (a commit fenced while the lease was renewed, a store outage); if
+// the failed commit went through after all (its result undetermined), the
+// resend gets the recorded reply instead of merging twice.
+func (s *Service) release(ctx context.Context, id uint64, w *proto.CloseReq, tag proto.ReqTag) (attr proto.Attr, err error) {
 	h, left, ok := s.open.remove(id)
 	if !ok {
 		return proto.Attr{}, fmt.Errorf("mds: close handle %#x: %w", id, syscall.EBADF)
 	}
+	defer func() {
+		if err != nil {
+			s.open.restore(&h) // fails only if the session is gone
+		}
+	}()
 	if left == 0 {
 		gate := s.gates.of(h.ino)
 		gate.Lock()
@@ -385,10 +395,14 @@ func (s *Service) release(ctx context.Context, id uint64, w *proto.CloseReq, tag
 			return attr, err
 		}
 	}
-	var attr proto.Attr
 	queued := false
-	err := s.updateInode(ctx, h.ino, func(t *mtx) error {
+	err = s.updateInode(ctx, h.ino, func(t *mtx) error {
 		queued = false
+		var prev proto.AttrResp
+		if done, err := replayed(t, tag, proto.OpClose, &prev); done || err != nil {
+			attr = prev.Attr
+			return err
+		}
 		attr = proto.Attr{}
 		if writer {
 			if err := t.kv.Delete(t.k.handle(h.id)); err != nil {
