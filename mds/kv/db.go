@@ -78,8 +78,10 @@ func (db *DB) Update(ctx context.Context, fn func(Txn) error) error {
 
 // UpdateBounded is Update whose every commit must come before the
 // timestamp bound returns just before it (false: no bound): see Bounded.
-// A commit that comes too late fails with ErrFenced, not retried. An MDS
-// passes the lease of the MDTs it owns.
+// A commit that comes too late fails with ErrFenced, and is retried only
+// if bound has moved past the one it missed meanwhile: a commit slowed
+// past the lease (by a lock it waited out) while the lease was renewed has
+// not lost it. An MDS passes the lease of the MDTs it owns.
 func (db *DB) UpdateBounded(ctx context.Context, bound func() (uint64, bool), fn func(Txn) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -87,10 +89,17 @@ func (db *DB) UpdateBounded(ctx context.Context, bound func() (uint64, bool), fn
 	start := time.Now()
 	backoff := firstBackoff
 	for attempt := 1; ; attempt++ {
-		err := db.try(ctx, fn, bound)
+		used, err := db.try(ctx, fn, bound)
 		if err == nil {
 			db.commits.Add(1)
 			return nil
+		}
+		if errors.Is(err, ErrFenced) && used != 0 {
+			if now, ok := bound(); ok && now > used && time.Since(start) <= retryBudget {
+				db.conflicts.Add(1)
+				continue
+			}
+			return err
 		}
 		if !errors.Is(err, ErrConflict) {
 			return err
@@ -114,26 +123,29 @@ func (db *DB) UpdateBounded(ctx context.Context, bound func() (uint64, bool), fn
 	}
 }
 
-// try runs one attempt of Update.
-func (db *DB) try(ctx context.Context, fn func(Txn) error, bound func() (uint64, bool)) error {
+// try runs one attempt of Update and returns the bound its commit had (0:
+// none).
+func (db *DB) try(ctx context.Context, fn func(Txn) error, bound func() (uint64, bool)) (uint64, error) {
 	tx, err := db.Engine.Begin(ctx, true)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer tx.Rollback()
 	if err := fn(tx); err != nil {
-		return err
+		return 0, err
 	}
+	var used uint64
 	if bound != nil {
 		if ts, ok := bound(); ok {
 			b, can := tx.(Bounded)
 			if !can {
-				return fmt.Errorf("kv: engine %T cannot bound a commit by a lease", db.Engine)
+				return 0, fmt.Errorf("kv: engine %T cannot bound a commit by a lease", db.Engine)
 			}
 			b.CommitBefore(ts)
+			used = ts
 		}
 	}
-	return tx.Commit(ctx)
+	return used, tx.Commit(ctx)
 }
 
 // View runs fn in a read-only snapshot transaction. Writes inside fn fail

@@ -129,4 +129,22 @@ func testLeaseFence(t *testing.T, db *kv.DB) {
 	if err != nil {
 		t.Fatalf("commit within its bound: %v", err)
 	}
+	// A lease renewed while a commit missed the old bound: the retry
+	// under the new bound commits (before, the MDS failed the request
+	// although it still owned the MDT).
+	bounds := 0
+	calls = 0
+	err = db.UpdateBounded(ctx, func() (uint64, bool) {
+		bounds++
+		if bounds == 1 {
+			return now, true
+		}
+		return later, true
+	}, func(tx kv.Txn) error {
+		calls++
+		return tx.Set([]byte("renewed"), []byte("x"))
+	})
+	if err != nil || calls != 2 {
+		t.Fatalf("commit past a bound renewed meanwhile: %v after %d attempts, want success after 2", err, calls)
+	}
 }
