@@ -49,7 +49,7 @@ bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./layout/... ./rpc/... ./mds/kv/...
 	$(GO) test -tags rdma -run '^$$' -bench 'Transport/rdma-verbs' -benchmem -v ./rpc/
 	$(GO) test -run '^$$' -bench 'CreatesPerMDT' -benchtime 5000x ./client/
-	$(GO) test -run '^$$' -bench 'SharedDirCreates' -benchtime 5000x ./mds/
+	$(GO) test -run '^$$' -bench 'SharedDirCreates|SharedFileCloses' -benchtime 5000x ./mds/
 	STRATA_BIN=$(CURDIR)/$(BIN)/strata tests/bench.sh
 	STRATA_BIN=$(CURDIR)/$(BIN)/strata tests/stripebench.sh
 
