@@ -3,10 +3,14 @@
 #  - 1 GiB sequential write and cold read with fio, buffered and O_DIRECT,
 #    on a 4-way striped directory of a local 4-OSS cluster vs a local directory;
 #  - create/stat/unlink of 10,000 files (tests/mdbench) on both;
-#  - strata bench (2 threads: big files, small files, create/stat/readdir/unlink)
-#    on the local disk, on the FUSE ceiling (tests/fuseceiling: a passthrough
-#    FUSE mount of tmpfs with the kernel's caches on for a day) and on Strata.
-# Prints each figure and its ratio to the baselines of the same run.
+#  - iperf3 over loopback (one TCP stream), the network the data path uses;
+#  - strata bench (2 threads: big files, a strided shared file in 47,008-byte
+#    records, small files, create/stat/readdir/unlink in own directories and
+#    create/unlink in one shared directory) on the local disk, on the FUSE
+#    ceiling (tests/fuseceiling: a passthrough FUSE mount of tmpfs with the
+#    kernel's caches on for a day) and on Strata.
+# Prints each figure and its ratio to the baselines of the same run, then the
+# shared-file figures against the sequential ones of the same filesystem.
 # Env: STRATA_BIN (default bin/strata), SIZE (default 1g), FILES (default 10000),
 # BIG (strata bench file size, default 512M), META (files per thread, 10000).
 set -euo pipefail
@@ -27,6 +31,7 @@ cleanup() {
 }
 trap cleanup EXIT
 command -v fio >/dev/null || { echo "bench: fio not installed (apt-get install fio)" >&2; exit 1; }
+command -v iperf3 >/dev/null || { echo "bench: iperf3 not installed (apt-get install iperf3)" >&2; exit 1; }
 go build -o "$work/mdbench" ./tests/mdbench
 
 "$BIN" up --dir "$work/cluster" --oss 4 --mount "$work/mnt" >"$work/up.out" 2>&1 &
@@ -57,6 +62,21 @@ for direct in 0 1; do
   done
   rm -f "$work/local/fio.dat" "$work/mnt/bench/fio.dat"
 done
+
+# The network baseline: one TCP stream over loopback for 3 s.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+iperf3 -s -1 -B 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+iperf_pid=$!
+net=""
+for _ in $(seq 1 50); do
+  if net=$(iperf3 -c 127.0.0.1 -p "$port" -t 3 -J 2>/dev/null |
+      python3 -c 'import json,sys; print("%.0f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/8/1048576))' 2>/dev/null); then
+    break
+  fi
+  sleep 0.1
+done
+wait "$iperf_pid" 2>/dev/null || true
+printf '%-28s %9s MiB/s\n' "iperf3 loopback (1 stream)" "${net:-?}"
 
 "$work/mdbench" -dir "$work/local/md" -n "$FILES" -json >"$work/md.local"
 "$work/mdbench" -dir "$work/mnt/md" -n "$FILES" -json >"$work/md.strata"
@@ -92,4 +112,12 @@ for l, c, s in zip(local, ceil, strata):
     print("%-18s %10.0f %-3s %10.0f %-3s %10.0f %-3s %10.2f %10.2f" % (s["name"], l["value"], "", c["value"], "", s["value"], "",
           s["value"] / c["value"], s["value"] / l["value"]))
 print("(units: %s)" % ", ".join("%s %s" % (r["name"], r["unit"]) for r in strata))
+print()
+print("%-18s %14s %14s %14s" % ("shared / sequential", "local disk", "FUSE ceiling", "strata"))
+for op in ("write", "read"):
+    row = []
+    for res in (local, ceil, strata):
+        v = {r["name"]: r["value"] for r in res}
+        row.append(v["shared file " + op] / v["big file " + op])
+    print("%-18s %14.2f %14.2f %14.2f" % ("strided " + op, *row))
 PY

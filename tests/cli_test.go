@@ -142,7 +142,8 @@ func TestCLIContract(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &doc); err != nil {
 			t.Fatalf("bench --json: %v: %s", err, out)
 		}
-		want := []string{"big file write", "big file read", "small file write", "small file read", "create", "stat", "readdir", "unlink"}
+		want := []string{"big file write", "big file read", "small file write", "small file read", "create", "stat", "readdir", "unlink",
+			"shared file write", "shared file read", "shared dir create", "shared dir unlink"}
 		if len(doc.Results) != len(want) {
 			t.Fatalf("bench results %+v, want %v", doc.Results, want)
 		}

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building, mounting and testing Strata need on Debian/Ubuntu:
 # fuse3 (fusermount3, /dev/fuse), attr (getfattr for tests), acl (setfacl and
-# getfacl for the POSIX ACL tests), fio (benchmarks), mpich (MPI-IO tests),
+# getfacl for the POSIX ACL tests), fio and iperf3 (benchmarks), mpich (MPI-IO tests),
 # libibverbs-dev and librdmacm-dev (the RDMA transport, built with -tags rdma),
 # rdma-core and ibverbs-utils (ibv_devices, to see what RDMA hardware there is).
 # Go modules are fetched by the go command itself; versitygw (the S3 server
 # of the HSM tests) is built with it into ~/.cache/strata/bin.
 # Run as root, or it prints the command to run.
 set -euo pipefail
-pkgs=(fuse3 attr acl fio mpich libmpich-dev libibverbs-dev librdmacm-dev rdma-core ibverbs-utils)
+pkgs=(fuse3 attr acl fio iperf3 mpich libmpich-dev libibverbs-dev librdmacm-dev rdma-core ibverbs-utils)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

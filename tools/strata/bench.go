@@ -29,6 +29,7 @@ type benchResult struct {
 type benchOptions struct {
 	bigSize    int64
 	blockSize  int64
+	recordSize int64
 	smallSize  int64
 	smallCount int
 	metaCount  int
@@ -37,21 +38,25 @@ type benchOptions struct {
 
 func newBenchCmd() *cobra.Command {
 	var (
-		asJSON                     bool
-		bigSize, blockSz, smallSz  string
-		smallCount, meta, nthreads int
+		asJSON                              bool
+		bigSize, blockSz, smallSz, recordSz string
+		smallCount, meta, nthreads          int
 	)
 	cmd := &cobra.Command{
-		Use:   "bench [--json] [--big-file-size S] [--small-file-size S] [--small-files N] [--meta-ops N] [--threads N] PATH",
+		Use:   "bench [--json] [--big-file-size S] [--record-size S] [--small-file-size S] [--small-files N] [--meta-ops N] [--threads N] PATH",
 		Short: "Measure a mounted filesystem: big and small file I/O and metadata operations",
 		Long: `Bench runs a quick benchmark in a new directory under PATH (any mounted
 directory; Strata's or another filesystem, to compare) and removes it
 afterwards, as juicefs bench does: sequential write and read of one big file
-per thread (fsync at the end of the write), write and read of small files,
-then create, stat, readdir and unlink of empty files. Progress goes to
-stderr; a table (or with --json one document) goes to stdout. Reads are of
-data just written: on a filesystem with a page cache they may be served from
-it (Strata mounts bypass it by default).`,
+per thread (fsync at the end of the write); write and read of small files;
+create, stat, readdir and unlink of empty files, each thread in its own
+directory. Then the shared stages: strided write and read of one file all
+threads share, in records of --record-size (thread t of N takes records t,
+t+N, t+2N, ..., as MPI-IO ranks do; as many bytes per thread as a big file),
+and create and unlink with every thread in one directory. Progress goes to stderr; a
+table (or with --json one document) goes to stdout. Reads are of data just
+written: on a filesystem with a page cache they may be served from it
+(Strata mounts bypass it by default).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts := benchOptions{smallCount: smallCount, metaCount: meta, threads: max(1, nthreads)}
@@ -59,7 +64,8 @@ it (Strata mounts bypass it by default).`,
 				flag string
 				val  string
 				dst  *int64
-			}{{"big-file-size", bigSize, &opts.bigSize}, {"block-size", blockSz, &opts.blockSize}, {"small-file-size", smallSz, &opts.smallSize}} {
+			}{{"big-file-size", bigSize, &opts.bigSize}, {"block-size", blockSz, &opts.blockSize},
+				{"small-file-size", smallSz, &opts.smallSize}, {"record-size", recordSz, &opts.recordSize}} {
 				n, err := layout.ParseSize(s.val)
 				if err != nil || n <= 0 {
 					return fail("bench", args[0], fmt.Errorf("--%s %q: want a size such as 1G", s.flag, s.val))
@@ -85,10 +91,11 @@ it (Strata mounts bypass it by default).`,
 	f.BoolVar(&asJSON, "json", false, "print one JSON document")
 	f.StringVar(&bigSize, "big-file-size", "1G", "size of each big file")
 	f.StringVar(&blockSz, "block-size", "1M", "I/O size of big-file writes and reads")
+	f.StringVar(&recordSz, "record-size", "47008", "record size of the strided shared-file writes and reads")
 	f.StringVar(&smallSz, "small-file-size", "128K", "size of each small file")
 	f.IntVar(&smallCount, "small-files", 100, "small files per thread")
 	f.IntVar(&meta, "meta-ops", 1000, "files per thread for create, stat, readdir and unlink")
-	f.IntVar(&nthreads, "threads", 1, "concurrent workers, each in its own directory")
+	f.IntVar(&nthreads, "threads", 1, "concurrent workers, each in its own directory (and all in one for the shared stages)")
 	return cmd
 }
 
@@ -147,6 +154,10 @@ func runBench(path string, o benchOptions, progress io.Writer) ([]benchResult, e
 		return nil
 	}
 	big := func(w int) string { return filepath.Join(workDirs[w], "big") }
+	shared := filepath.Join(dir, "shared")
+	records := max(1, o.bigSize/o.recordSize) // per thread
+	sharedDir := filepath.Join(dir, "shared-dir")
+	sharedMeta := func(w, i int) string { return filepath.Join(sharedDir, fmt.Sprintf("s-%d-%d", w, i)) }
 	small := func(w, i int) string { return filepath.Join(workDirs[w], fmt.Sprintf("small-%d", i)) }
 	meta := func(w, i int) string { return filepath.Join(workDirs[w], "meta", fmt.Sprintf("m-%d", i)) }
 	block := make([]byte, o.blockSize)
@@ -243,6 +254,52 @@ func runBench(path string, o benchOptions, progress io.Writer) ([]benchResult, e
 				return nil
 			})
 		},
+		func() error {
+			f, err := os.Create(shared)
+			if err != nil {
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+			return stage("shared file write", "MiB/s", records*o.recordSize, 1<<20, func(w int, done *atomic.Int64) error {
+				return strided(shared, os.O_WRONLY, w, o.threads, records, make([]byte, o.recordSize), done)
+			})
+		},
+		func() error {
+			return stage("shared file read", "MiB/s", records*o.recordSize, 1<<20, func(w int, done *atomic.Int64) error {
+				return strided(shared, os.O_RDONLY, w, o.threads, records, make([]byte, o.recordSize), done)
+			})
+		},
+		func() error {
+			if err := os.Mkdir(sharedDir, 0o755); err != nil {
+				return err
+			}
+			return stage("shared dir create", "ops/s", int64(o.metaCount), 1, func(w int, done *atomic.Int64) error {
+				for i := range o.metaCount {
+					f, err := os.OpenFile(sharedMeta(w, i), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+					if err != nil {
+						return err
+					}
+					if err := f.Close(); err != nil {
+						return err
+					}
+					done.Add(1)
+				}
+				return nil
+			})
+		},
+		func() error {
+			return stage("shared dir unlink", "ops/s", int64(o.metaCount), 1, func(w int, done *atomic.Int64) error {
+				for i := range o.metaCount {
+					if err := os.Remove(sharedMeta(w, i)); err != nil {
+						return err
+					}
+					done.Add(1)
+				}
+				return nil
+			})
+		},
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
@@ -273,6 +330,42 @@ func writeFile(path string, size int64, buf []byte, done *atomic.Int64, sync boo
 	if sync {
 		if err := f.Sync(); err != nil {
 			f.Close()
+			return err
+		}
+	}
+	return f.Close()
+}
+
+// strided writes (flag O_WRONLY, then fsync) or reads (O_RDONLY) thread w's
+// share of a file the threads stripe in records of len(buf): records w,
+// w+threads, w+2*threads, ..., records of them, counting bytes into done.
+// A short read is an error: every record was written.
+func strided(path string, flag, w, threads int, records int64, buf []byte, done *atomic.Int64) error {
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	rec := int64(len(buf))
+	for k := range records {
+		off := (k*int64(threads) + int64(w)) * rec
+		var n int
+		if flag == os.O_WRONLY {
+			buf[0], buf[rec-1] = byte(k), byte(w)
+			n, err = f.WriteAt(buf, off)
+		} else {
+			n, err = f.ReadAt(buf, off)
+			if err == nil && (buf[0] != byte(k) || buf[rec-1] != byte(w)) {
+				err = fmt.Errorf("record %d of thread %d at %d reads back another's bytes", k, w, off)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		done.Add(int64(n))
+	}
+	if flag == os.O_WRONLY {
+		if err := f.Sync(); err != nil {
 			return err
 		}
 	}
