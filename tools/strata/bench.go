@@ -160,6 +160,34 @@ func runBench(path string, o benchOptions, progress io.Writer) ([]benchResult, e
 	sharedMeta := func(w, i int) string { return filepath.Join(sharedDir, fmt.Sprintf("s-%d-%d", w, i)) }
 	small := func(w, i int) string { return filepath.Join(workDirs[w], fmt.Sprintf("small-%d", i)) }
 	meta := func(w, i int) string { return filepath.Join(workDirs[w], "meta", fmt.Sprintf("m-%d", i)) }
+	// createEach and removeEach make and remove thread w's metaCount empty
+	// files, named by path.
+	createEach := func(path func(w, i int) string) func(int, *atomic.Int64) error {
+		return func(w int, done *atomic.Int64) error {
+			for i := range o.metaCount {
+				f, err := os.OpenFile(path(w, i), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+				if err != nil {
+					return err
+				}
+				if err := f.Close(); err != nil {
+					return err
+				}
+				done.Add(1)
+			}
+			return nil
+		}
+	}
+	removeEach := func(path func(w, i int) string) func(int, *atomic.Int64) error {
+		return func(w int, done *atomic.Int64) error {
+			for i := range o.metaCount {
+				if err := os.Remove(path(w, i)); err != nil {
+					return err
+				}
+				done.Add(1)
+			}
+			return nil
+		}
+	}
 	block := make([]byte, o.blockSize)
 	for i := range block {
 		block[i] = byte(i * 7)
@@ -205,19 +233,7 @@ func runBench(path string, o benchOptions, progress io.Writer) ([]benchResult, e
 					return err
 				}
 			}
-			return stage("create", "ops/s", int64(o.metaCount), 1, func(w int, done *atomic.Int64) error {
-				for i := range o.metaCount {
-					f, err := os.OpenFile(meta(w, i), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-					if err != nil {
-						return err
-					}
-					if err := f.Close(); err != nil {
-						return err
-					}
-					done.Add(1)
-				}
-				return nil
-			})
+			return stage("create", "ops/s", int64(o.metaCount), 1, createEach(meta))
 		},
 		func() error {
 			return stage("stat", "ops/s", int64(o.metaCount), 1, func(w int, done *atomic.Int64) error {
@@ -244,15 +260,7 @@ func runBench(path string, o benchOptions, progress io.Writer) ([]benchResult, e
 			})
 		},
 		func() error {
-			return stage("unlink", "ops/s", int64(o.metaCount), 1, func(w int, done *atomic.Int64) error {
-				for i := range o.metaCount {
-					if err := os.Remove(meta(w, i)); err != nil {
-						return err
-					}
-					done.Add(1)
-				}
-				return nil
-			})
+			return stage("unlink", "ops/s", int64(o.metaCount), 1, removeEach(meta))
 		},
 		func() error {
 			f, err := os.Create(shared)
@@ -275,30 +283,10 @@ func runBench(path string, o benchOptions, progress io.Writer) ([]benchResult, e
 			if err := os.Mkdir(sharedDir, 0o755); err != nil {
 				return err
 			}
-			return stage("shared dir create", "ops/s", int64(o.metaCount), 1, func(w int, done *atomic.Int64) error {
-				for i := range o.metaCount {
-					f, err := os.OpenFile(sharedMeta(w, i), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-					if err != nil {
-						return err
-					}
-					if err := f.Close(); err != nil {
-						return err
-					}
-					done.Add(1)
-				}
-				return nil
-			})
+			return stage("shared dir create", "ops/s", int64(o.metaCount), 1, createEach(sharedMeta))
 		},
 		func() error {
-			return stage("shared dir unlink", "ops/s", int64(o.metaCount), 1, func(w int, done *atomic.Int64) error {
-				for i := range o.metaCount {
-					if err := os.Remove(sharedMeta(w, i)); err != nil {
-						return err
-					}
-					done.Add(1)
-				}
-				return nil
-			})
+			return stage("shared dir unlink", "ops/s", int64(o.metaCount), 1, removeEach(sharedMeta))
 		},
 	}
 	for _, step := range steps {
