@@ -367,7 +367,8 @@ func (s *Service) CloseMany(ctx context.Context, req *proto.CloseManyReq) error 
 // A release that fails leaves the handle open, so that the client's resend
 // finds it (a commit fenced while the lease was renewed, a store outage); if
 // the failed commit went through after all (its result undetermined), the
-// resend gets the recorded reply instead of merging twice.
+// resend gets the recorded reply instead of merging twice. Only such a
+// resend reads the reply slot.
 func (s *Service) release(ctx context.Context, id uint64, w *proto.CloseReq, tag proto.ReqTag) (attr proto.Attr, err error) {
 	h, left, ok := s.open.remove(id)
 	if !ok {
@@ -375,6 +376,7 @@ func (s *Service) release(ctx context.Context, id uint64, w *proto.CloseReq, tag
 	}
 	defer func() {
 		if err != nil {
+			h.unsure = true
 			s.open.restore(&h) // fails only if the session is gone
 		}
 	}()
@@ -398,10 +400,12 @@ func (s *Service) release(ctx context.Context, id uint64, w *proto.CloseReq, tag
 	queued := false
 	err = s.updateInode(ctx, h.ino, func(t *mtx) error {
 		queued = false
-		var prev proto.AttrResp
-		if done, err := replayed(t, tag, proto.OpClose, &prev); done || err != nil {
-			attr = prev.Attr
-			return err
+		if h.unsure {
+			var prev proto.AttrResp
+			if done, err := replayed(t, tag, proto.OpClose, &prev); done || err != nil {
+				attr = prev.Attr
+				return err
+			}
 		}
 		attr = proto.Attr{}
 		if writer {

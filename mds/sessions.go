@@ -31,6 +31,9 @@ type handle struct {
 	flags   uint32
 	uid     uint32 // opener, for the suid-clearing rule on write
 	rights  uint8
+	// unsure: a release of this handle failed, perhaps after its commit
+	// went through; the next release checks the close's reply slot.
+	unsure bool
 }
 
 // openTable holds the sessions and their open handles in memory. Session
